@@ -1,0 +1,40 @@
+# The two commands: `make run` and `make test`. Both set everything up on a fresh Debian 12.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint typecheck unit deps venv clean
+
+deps:
+	scripts/install-deps
+
+$(STAMP): pyproject.toml scripts/apt-packages.txt
+	scripts/install-deps
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## make run: the milter on its embedded defaults (inet:8894@127.0.0.1, metrics on 127.0.0.1:9466)
+run: $(STAMP)
+	$(BIN)/nullmx-milter run --allow-root $(if $(CONFIG),--config $(CONFIG))
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/pytest -m "not integration and not mta"
+
+## make test: lint, types and every test tier
+test: lint typecheck
+	$(BIN)/pytest
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info milter/*.egg-info

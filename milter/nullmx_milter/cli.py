@@ -1,0 +1,98 @@
+"""The `nullmx-milter` command: run, check, check-config, --version."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from nullmx_milter import __version__, daemon
+from nullmx_milter.config import Config, load_config
+from nullmx_milter.errors import ConfigError
+from nullmx_milter.policy import Decision
+
+EXIT_CONFIG = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nullmx-milter",
+        description="Reject recipients whose domain publishes an RFC 7505 null MX.",
+    )
+    parser.add_argument("--version", action="version", version=f"nullmx-milter {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=text, description=text)
+        sub.add_argument(
+            "--config", type=Path, metavar="PATH", help="TOML config (default: embedded defaults)"
+        )
+        return sub
+
+    run = command("run", "run the milter in the foreground until SIGTERM")
+    run.add_argument("--allow-root", action="store_true", help="run even as root (not advised)")
+    check = command("check", "diagnose addresses: DNS answer, classification, reply")
+    check.add_argument("--sender", action="store_true", help="check as MAIL FROM, not RCPT TO")
+    check.add_argument("addresses", nargs="+", metavar="ADDRESS")
+    command("check-config", "validate a config file and print the effective settings")
+    return parser
+
+
+def _describe(argument: str, decision: Decision) -> list[str]:
+    address = decision.address
+    lookup = decision.lookup
+    lines = [
+        f"address:  {argument}",
+        f"kind:     {address.kind.value}" + (f" ({address.problem})" if address.problem else ""),
+        f"domain:   {address.domain or '-'}",
+    ]
+    if lookup is not None:
+        lines.append(f"dns:      {lookup.detail or '-'} (cache ttl {lookup.ttl:g}s)")
+        if lookup.canonical_name and lookup.canonical_name != address.domain:
+            lines.append(f"cname:    {lookup.canonical_name}")
+        lines.append(f"class:    {lookup.mx_class.value}")
+    lines.append(f"verdict:  {decision.verdict.value} ({decision.reason})")
+    if decision.reply is not None:
+        wire = decision.reply.wire_lines()
+        lines.append(f"reply:    {wire[0]}")
+        lines.extend(f"          {line}" for line in wire[1:])
+    else:
+        lines.append("reply:    continue")
+    return lines
+
+
+def _check(config: Config, addresses: Sequence[str], as_sender: bool) -> int:
+    engine = daemon.build(config).engine
+    blocks = []
+    for argument in addresses:
+        decision = engine.check_sender(argument) if as_sender else engine.check_recipient(argument)
+        blocks.append("\n".join(_describe(argument, decision)))
+    print("\n\n".join(blocks))
+    return 0
+
+
+def _show_config(config: Config) -> int:
+    print("config OK")
+    for section in ("milter", "dns", "cache", "policy", "metrics", "log"):
+        print(f"[{section}] {getattr(config, section)}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as error:
+        print(f"nullmx-milter: config error: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.command == "check":
+        return _check(config, args.addresses, args.sender)
+    if args.command == "check-config":
+        return _show_config(config)
+    refusal = daemon.refuse_root(args.allow_root)
+    if refusal:
+        print(f"nullmx-milter: {refusal}", file=sys.stderr)
+        return EXIT_CONFIG
+    daemon.configure_logging(config)
+    return daemon.serve(config)

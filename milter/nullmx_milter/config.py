@@ -1,0 +1,365 @@
+"""The configuration: a frozen dataclass tree, loaded strictly from TOML."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from nullmx_milter.address import to_a_label
+from nullmx_milter.dns_lookup import Nameserver
+from nullmx_milter.errors import ConfigError, ReplyError
+from nullmx_milter.policy import Mode, OnDnsError, ReplyTemplates, SenderCheck
+from nullmx_milter.reply import ReplyTemplate
+
+DEFAULT_RECIPIENT_REPLY = (
+    "<{address}>: Recipient address rejected: {domain} does not accept mail",
+    "{domain} publishes a null MX record (RFC 7505): it has declared that it receives no email",
+    "Check the address for a typo, or reach the recipient another way",
+)
+DEFAULT_SENDER_REPLY = (
+    "<{address}>: Sender address rejected: {domain} does not accept mail",
+    "{domain} publishes a null MX record (RFC 7505): replies and bounces could never reach you",
+    "Send from an address in a domain that accepts mail",
+)
+DEFAULT_TEMPFAIL_REPLY = (
+    "<{address}>: DNS lookup of the MX records of {domain} failed; try again later",
+)
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+_SOCKET_INET = re.compile(r"(inet|inet6):([0-9]{1,5})@(\S+)\Z")
+
+EnumT = TypeVar("EnumT", Mode, OnDnsError, SenderCheck)
+
+
+@dataclass(frozen=True)
+class MilterConfig:
+    """[milter]: where libmilter listens and the name the MTA knows it by."""
+
+    socket: str = "inet:8894@127.0.0.1"
+    name: str = "nullmx-milter"
+
+
+@dataclass(frozen=True)
+class DnsConfig:
+    """[dns]: where MX queries go and how long they may take."""
+
+    nameservers: tuple[Nameserver, ...] = ()
+    timeout: float = 2.0
+    fail_fast_after: int = 5
+    probe_interval: float = 1.0
+
+
+@dataclass(frozen=True)
+class CacheConfig:
+    """[cache]: the shared MX cache."""
+
+    max_entries: int = 100_000
+    min_ttl: float = 5.0
+    max_ttl: float = 3600.0
+    failure_ttl: float = 5.0
+
+
+@dataclass(frozen=True)
+class RepliesConfig:
+    """[policy.replies]: the reply text lines; codes are fixed by RFC 7505 and RFC 3463."""
+
+    recipient: tuple[str, ...] = DEFAULT_RECIPIENT_REPLY
+    sender: tuple[str, ...] = DEFAULT_SENDER_REPLY
+    tempfail: tuple[str, ...] = DEFAULT_TEMPFAIL_REPLY
+
+    def templates(self) -> ReplyTemplates:
+        """The compiled templates (validated when the config was loaded)."""
+        return ReplyTemplates(
+            recipient=ReplyTemplate("556", "5.1.10", self.recipient),
+            sender=ReplyTemplate("550", "5.7.27", self.sender),
+            tempfail=ReplyTemplate("451", "4.4.3", self.tempfail),
+        )
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """[policy]: what to do with what DNS said."""
+
+    mode: Mode = Mode.ENFORCE
+    on_dns_error: OnDnsError = OnDnsError.ACCEPT
+    sender_null_mx: SenderCheck = SenderCheck.OFF
+    allowlist: frozenset[str] = frozenset()
+    replies: RepliesConfig = field(default_factory=RepliesConfig)
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """[metrics]: the HTTP listener for /metrics ("" disables it)."""
+
+    listen: str = "127.0.0.1:9466"
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    """[log]: stderr logging, optionally also to syslog (facility mail)."""
+
+    level: str = "info"
+    syslog: bool = False
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration; `Config()` is the embedded default."""
+
+    milter: MilterConfig = field(default_factory=MilterConfig)
+    dns: DnsConfig = field(default_factory=DnsConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+
+class _Table:
+    """Reads one TOML table, consuming keys so that leftovers can be reported as unknown."""
+
+    def __init__(self, raw: Any, path: str) -> None:
+        if not isinstance(raw, dict):
+            raise ConfigError(path, "must be a table")
+        self._raw = dict(raw)
+        self._path = path
+
+    def key(self, name: str) -> str:
+        return f"{self._path}.{name}" if self._path else name
+
+    def table(self, name: str) -> _Table:
+        return _Table(self._raw.pop(name, {}), self.key(name))
+
+    def text(self, name: str, default: str) -> str:
+        value = self._raw.pop(name, default)
+        if not isinstance(value, str):
+            raise ConfigError(self.key(name), f"must be a string, not {_toml_type(value)}")
+        return value
+
+    def flag(self, name: str, default: bool) -> bool:
+        value = self._raw.pop(name, default)
+        if not isinstance(value, bool):
+            raise ConfigError(self.key(name), f"must be true or false, not {_toml_type(value)}")
+        return value
+
+    def number(self, name: str, default: float, minimum: float, *, inclusive: bool) -> float:
+        value = self._raw.pop(name, default)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(self.key(name), f"must be a number, not {_toml_type(value)}")
+        if value < minimum or (not inclusive and value == minimum):
+            raise ConfigError(self.key(name), f"must be {'>=' if inclusive else '>'} {minimum:g}")
+        return float(value)
+
+    def integer(self, name: str, default: int, minimum: int) -> int:
+        value = self._raw.pop(name, default)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(self.key(name), f"must be an integer, not {_toml_type(value)}")
+        if value < minimum:
+            raise ConfigError(self.key(name), f"must be >= {minimum}")
+        return value
+
+    def strings(self, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        value = self._raw.pop(name, list(default))
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise ConfigError(self.key(name), "must be a list of strings")
+        return tuple(value)
+
+    def choice(self, name: str, default: EnumT) -> EnumT:
+        kind = type(default)
+        value = self.text(name, default.value)
+        try:
+            return kind(value)
+        except ValueError:
+            allowed = ", ".join(repr(member.value) for member in kind)
+            raise ConfigError(self.key(name), f"must be one of {allowed}, not {value!r}") from None
+
+    def finish(self) -> None:
+        if self._raw:
+            unknown = sorted(self._raw)[0]
+            raise ConfigError(self.key(unknown), "unknown key")
+
+
+def _toml_type(value: object) -> str:
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}.get(
+        type(value), f"a {type(value).__name__}"
+    )
+
+
+def split_host_port(spec: str) -> tuple[str, int | None]:
+    """'host', 'host:port', bare IPv6, or '[v6]' / '[v6]:port' -> (host, port or None)."""
+    if spec.startswith("["):
+        close = spec.find("]")
+        rest = spec[close + 1 :] if close > 0 else None
+        if rest is None or (rest and not rest.startswith(":")):
+            raise ValueError(f"{spec!r} is not [v6] or [v6]:port")
+        return spec[1:close], _port(rest[1:]) if rest else None
+    if spec.count(":") > 1:
+        return spec, None
+    host, colon, port = spec.partition(":")
+    if not host:
+        raise ValueError(f"{spec!r} has no host")
+    return host, _port(port) if colon else None
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise ValueError(f"port {text!r} is not a number from 1 to 65535")
+    return int(text)
+
+
+def parse_nameserver(spec: str) -> Nameserver:
+    """A nameserver entry; dnspython needs IP addresses, not names."""
+    host, port = split_host_port(spec)
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"{host!r} is not an IP address") from None
+    return Nameserver(host, 53 if port is None else port)
+
+
+def check_socket(spec: str) -> str:
+    """A libmilter socket spec: inet:PORT@HOST, inet6:PORT@HOST or unix:/absolute/path."""
+    match = _SOCKET_INET.match(spec)
+    if match:
+        if not 1 <= int(match.group(2)) <= 65535:
+            raise ValueError(f"port {match.group(2)} is out of range")
+        return spec
+    for prefix in ("unix:", "local:"):
+        if spec.startswith(prefix):
+            if not spec[len(prefix) :].startswith("/"):
+                raise ValueError("a unix socket needs an absolute path")
+            return spec
+    raise ValueError(f"{spec!r} is not inet:PORT@HOST, inet6:PORT@HOST or unix:/path")
+
+
+def check_listen(spec: str) -> str:
+    """'' (off), 'host:port' or '[v6]:port'."""
+    if spec and split_host_port(spec)[1] is None:
+        raise ValueError(f"{spec!r} has no port; write host:port, [v6]:port or '' (off)")
+    return spec
+
+
+def _checked(key: str, check: Callable[[str], Any], value: str) -> Any:
+    try:
+        return check(value)
+    except ValueError as error:
+        raise ConfigError(key, str(error)) from None
+
+
+def _replies(table: _Table) -> RepliesConfig:
+    defaults = RepliesConfig()
+    replies = RepliesConfig(
+        recipient=table.strings("recipient", defaults.recipient),
+        sender=table.strings("sender", defaults.sender),
+        tempfail=table.strings("tempfail", defaults.tempfail),
+    )
+    table.finish()
+    for name in ("recipient", "sender", "tempfail"):
+        try:
+            ReplyTemplate("556", "5.1.10", getattr(replies, name))
+        except ReplyError as error:
+            raise ConfigError(table.key(name), str(error)) from None
+    return replies
+
+
+def _allowlist(table: _Table) -> frozenset[str]:
+    domains = set()
+    for entry in table.strings("allowlist", ()):
+        a_label = to_a_label(entry.lstrip("."))
+        if a_label is None:
+            raise ConfigError(table.key("allowlist"), f"{entry!r} is not a domain name")
+        domains.add(a_label)
+    return frozenset(domains)
+
+
+def config_from_dict(raw: dict[str, Any]) -> Config:
+    """Build and validate a Config; raises ConfigError naming the dotted key."""
+    root = _Table(raw, "")
+    default = Config()
+
+    milter = root.table("milter")
+    milter_config = MilterConfig(
+        socket=_checked(
+            milter.key("socket"), check_socket, milter.text("socket", default.milter.socket)
+        ),
+        name=milter.text("name", default.milter.name),
+    )
+    if not milter_config.name.strip():
+        raise ConfigError(milter.key("name"), "must not be empty")
+    milter.finish()
+
+    dns = root.table("dns")
+    servers = tuple(
+        _checked(dns.key("nameservers"), parse_nameserver, spec)
+        for spec in dns.strings("nameservers", ())
+    )
+    dns_config = DnsConfig(
+        nameservers=servers,
+        timeout=dns.number("timeout", default.dns.timeout, 0.0, inclusive=False),
+        fail_fast_after=dns.integer("fail_fast_after", default.dns.fail_fast_after, 0),
+        probe_interval=dns.number(
+            "probe_interval", default.dns.probe_interval, 0.0, inclusive=False
+        ),
+    )
+    if dns_config.timeout > 30:
+        raise ConfigError(dns.key("timeout"), "must be <= 30 (MTAs give a milter about 30 s)")
+    dns.finish()
+
+    cache = root.table("cache")
+    cache_config = CacheConfig(
+        max_entries=cache.integer("max_entries", default.cache.max_entries, 0),
+        min_ttl=cache.number("min_ttl", default.cache.min_ttl, 0.0, inclusive=True),
+        max_ttl=cache.number("max_ttl", default.cache.max_ttl, 0.0, inclusive=True),
+        failure_ttl=cache.number("failure_ttl", default.cache.failure_ttl, 0.0, inclusive=True),
+    )
+    if cache_config.max_ttl < cache_config.min_ttl:
+        raise ConfigError(cache.key("max_ttl"), "must be >= cache.min_ttl")
+    cache.finish()
+
+    policy = root.table("policy")
+    policy_config = PolicyConfig(
+        mode=policy.choice("mode", default.policy.mode),
+        on_dns_error=policy.choice("on_dns_error", default.policy.on_dns_error),
+        sender_null_mx=policy.choice("sender_null_mx", default.policy.sender_null_mx),
+        allowlist=_allowlist(policy),
+        replies=_replies(policy.table("replies")),
+    )
+    policy.finish()
+
+    metrics = root.table("metrics")
+    metrics_config = MetricsConfig(
+        listen=_checked(
+            metrics.key("listen"), check_listen, metrics.text("listen", default.metrics.listen)
+        )
+    )
+    metrics.finish()
+
+    log = root.table("log")
+    level = log.text("level", default.log.level)
+    if level not in LOG_LEVELS:
+        raise ConfigError(log.key("level"), f"must be one of {', '.join(LOG_LEVELS)}")
+    log_config = LogConfig(level=level, syslog=log.flag("syslog", default.log.syslog))
+    log.finish()
+
+    root.finish()
+    return Config(
+        milter_config, dns_config, cache_config, policy_config, metrics_config, log_config
+    )
+
+
+def load_config(path: Path | None) -> Config:
+    """The config in `path`, or the embedded defaults when `path` is None."""
+    if path is None:
+        return Config()
+    try:
+        with path.open("rb") as file:
+            raw = tomllib.load(file)
+    except OSError as error:
+        raise ConfigError(str(path), f"cannot read: {error.strerror}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(str(path), f"not valid TOML: {error}") from None
+    return config_from_dict(raw)

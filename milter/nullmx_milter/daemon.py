@@ -1,0 +1,136 @@
+"""Wire config, DNS, cache, engine and metrics together and run the milter."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import logging.handlers
+import os
+import signal
+import sys
+from dataclasses import dataclass
+
+import Milter
+import milter as libmilter
+from prometheus_client import CollectorRegistry
+
+from nullmx_milter import __version__
+from nullmx_milter.cache import LookupCache
+from nullmx_milter.config import Config
+from nullmx_milter.dns_health import DnsHealth
+from nullmx_milter.dns_lookup import MxResolver
+from nullmx_milter.engine import NullMxEngine
+from nullmx_milter.http_server import MetricsServer
+from nullmx_milter.lookup_service import MxLookupService
+from nullmx_milter.metrics import Metrics, runtime_versions
+from nullmx_milter.milter_adapter import milter_class
+from nullmx_milter.policy import NullMxPolicy
+
+log = logging.getLogger(__name__)
+
+_LIBMILTER_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+
+
+@dataclass(frozen=True)
+class Components:
+    """Everything built from the config, shared by all connections."""
+
+    config: Config
+    metrics: Metrics
+    resolver: MxResolver
+    health: DnsHealth
+    cache: LookupCache
+    engine: NullMxEngine
+
+
+def libmilter_version() -> str:
+    return ".".join(str(part) for part in libmilter.getversion())
+
+
+def build(config: Config, registry: CollectorRegistry | None = None) -> Components:
+    """Build the engine and its parts from `config` (no sockets opened)."""
+    metrics = Metrics(
+        registry or CollectorRegistry(),
+        runtime_versions(Milter.__version__, libmilter_version()),
+    )
+    resolver = MxResolver(config.dns.nameservers, config.dns.timeout)
+    health = DnsHealth(config.dns.fail_fast_after, config.dns.probe_interval)
+    cache = LookupCache(
+        config.cache.max_entries,
+        config.cache.min_ttl,
+        config.cache.max_ttl,
+        config.cache.failure_ttl,
+    )
+    policy_config = config.policy
+    policy = NullMxPolicy(
+        policy_config.mode,
+        policy_config.on_dns_error,
+        policy_config.sender_null_mx,
+        policy_config.allowlist,
+        policy_config.replies.templates(),
+    )
+    lookups = MxLookupService(resolver, cache, health, metrics)
+    engine = NullMxEngine(policy, lookups, metrics)
+    return Components(config, metrics, resolver, health, cache, engine)
+
+
+def configure_logging(config: Config) -> None:
+    """key=value lines on stderr (journald adds the time), optionally syslog facility mail."""
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    handlers[0].setFormatter(logging.Formatter("%(levelname)s %(name)s %(message)s"))
+    if config.log.syslog:
+        syslog = logging.handlers.SysLogHandler(
+            "/dev/log", facility=logging.handlers.SysLogHandler.LOG_MAIL
+        )
+        syslog.setFormatter(logging.Formatter("nullmx-milter: %(message)s"))
+        handlers.append(syslog)
+    logging.basicConfig(level=config.log.level.upper(), handlers=handlers, force=True)
+
+
+def refuse_root(allow_root: bool) -> str | None:
+    """Why the daemon will not start, or None."""
+    if os.geteuid() == 0 and not allow_root:
+        return (
+            "refusing to run as root: the milter parses untrusted input and needs no "
+            "privileges; run it as its own user (the systemd unit does) or pass --allow-root"
+        )
+    return None
+
+
+def serve(config: Config) -> int:
+    """Run the milter until SIGTERM; returns the exit status."""
+    # libmilter stops on SIGTERM/SIGHUP/SIGINT by sigwait() in its own thread; any thread
+    # that does not block them (the metrics server's) would take the default action and
+    # kill the process. Block them before any thread starts; they wait until smfi_main.
+    signal.pthread_sigmask(signal.SIG_BLOCK, _LIBMILTER_SIGNALS)
+    components = build(config)
+    metrics_server = None
+    if config.metrics.listen:
+        metrics_server = MetricsServer(config.metrics.listen, components.metrics.registry)
+        metrics_server.start()
+    Milter.factory = functools.partial(
+        milter_class(components.engine.policy.checks_senders),
+        components.engine,
+        components.metrics,
+    )
+    # A backstop: the adapter catches its own errors; anything else must not bounce mail.
+    Milter.set_exception_policy(Milter.CONTINUE)
+    log.info(
+        "starting version=%s socket=%s nameservers=%s timeout=%s mode=%s metrics=%s",
+        __version__,
+        config.milter.socket,
+        ",".join(components.resolver.nameservers),
+        config.dns.timeout,
+        config.policy.mode.value,
+        config.metrics.listen or "off",
+    )
+    try:
+        Milter.runmilter(config.milter.name, config.milter.socket, timeout=0)
+    except libmilter.error as error:
+        log.error("cannot serve on %s: %s", config.milter.socket, error)
+        return 1
+    finally:
+        if metrics_server is not None:
+            metrics_server.stop()
+    log.info("stopped")
+    return 0

@@ -1,0 +1,153 @@
+"""Look up a domain's MX records and classify the answer; DNS exceptions end here."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import dns.exception
+import dns.message
+import dns.name
+import dns.nameserver
+import dns.rdatatype
+import dns.rdtypes.ANY.MX
+import dns.resolver
+
+from nullmx_milter.mx import MxClass, MxLookup, classify_exchanges
+
+_MAX_CNAME_HOPS = 8
+_EDNS_PAYLOAD = 1232
+# RFC 2308 §5: without an SOA a negative answer should not be cached for long.
+_TTL_WITHOUT_SOA = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Nameserver:
+    """A DNS server to send queries to: an IP address and a port."""
+
+    host: str
+    port: int = 53
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+def _negative_ttl(response: dns.message.Message | None) -> float:
+    if not isinstance(response, dns.message.QueryMessage):
+        return _TTL_WITHOUT_SOA
+    try:
+        return float(response.resolve_chaining().minimum_ttl)
+    except (dns.exception.DNSException, ValueError):
+        return _TTL_WITHOUT_SOA
+
+
+def _describe_errors(error: dns.resolver.NoNameservers) -> tuple[MxClass, str]:
+    """SERVFAIL when every server said SERVFAIL; any other failure is ERROR."""
+    errors = error.kwargs.get("errors", [])
+    reasons = [f"{server} {problem}" for server, _tcp, _port, problem, _response in errors]
+    all_servfail = bool(errors) and all(problem == "SERVFAIL" for *_, problem, _r in errors)
+    mx_class = MxClass.SERVFAIL if all_servfail else MxClass.ERROR
+    return mx_class, "; ".join(reasons) or "no nameserver answered"
+
+
+class MxResolver:
+    """Query MX records through dnspython, always for absolute names."""
+
+    def __init__(self, nameservers: Sequence[Nameserver], timeout: float) -> None:
+        resolver = dns.resolver.Resolver(configure=not nameservers)
+        if nameservers:
+            resolver.nameservers = [
+                dns.nameserver.Do53Nameserver(server.host, server.port) for server in nameservers
+            ]
+        resolver.lifetime = timeout
+        # Leave every server in the list a fair share of the lookup's budget.
+        resolver.timeout = timeout / max(1, len(resolver.nameservers))
+        resolver.retry_servfail = False
+        resolver.cache = None
+        resolver.use_edns(0, 0, _EDNS_PAYLOAD)
+        self._resolver = resolver
+        self.timeout = timeout
+
+    @property
+    def nameservers(self) -> tuple[str, ...]:
+        """The servers queried (host:port), for logs and status reports."""
+        return tuple(
+            str(Nameserver(server.address, server.port))
+            if isinstance(server, dns.nameserver.Do53Nameserver)
+            else str(server)
+            for server in self._resolver.nameservers
+        )
+
+    def lookup(self, domain: str) -> MxLookup:
+        """Classify `domain` (lower-case A-label, no trailing dot). Never raises for DNS trouble."""
+        deadline = time.monotonic() + self.timeout
+        try:
+            qname = dns.name.from_text(domain)
+        except dns.exception.DNSException as error:
+            return MxLookup(MxClass.ERROR, 0.0, f"bad name: {error}")
+        for _hop in range(_MAX_CNAME_HOPS):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return MxLookup(MxClass.TIMEOUT, 0.0, "lookup budget spent following CNAMEs")
+            result = self._query(qname, remaining)
+            if isinstance(result, MxLookup):
+                return result
+            qname = result
+        return MxLookup(MxClass.ERROR, 0.0, "CNAME chain too long")
+
+    def _query(self, qname: dns.name.Name, lifetime: float) -> MxLookup | dns.name.Name:
+        """One resolver call; a Name means "follow this CNAME target"."""
+        try:
+            answer = self._resolver.resolve(
+                qname,
+                dns.rdatatype.MX,
+                search=False,
+                raise_on_no_answer=False,
+                lifetime=lifetime,
+            )
+        except dns.resolver.NXDOMAIN as error:
+            responses: dict[dns.name.Name, dns.message.Message] = error.kwargs["responses"]
+            ttl = _negative_ttl(next(iter(responses.values()), None))
+            return MxLookup(MxClass.NXDOMAIN, ttl, "NXDOMAIN")
+        except dns.resolver.LifetimeTimeout as error:
+            return MxLookup(MxClass.TIMEOUT, 0.0, str(error))
+        except dns.resolver.NoNameservers as error:
+            mx_class, detail = _describe_errors(error)
+            return MxLookup(mx_class, 0.0, detail)
+        except dns.exception.DNSException as error:
+            return MxLookup(MxClass.ERROR, 0.0, f"{type(error).__name__}: {error}")
+        canonical = answer.canonical_name
+        rrset = answer.rrset
+        if rrset is None:
+            if canonical != qname and not _speaks_for(answer.response, canonical):
+                # An authoritative-only server gave the CNAME, not the target's data.
+                return canonical
+            return MxLookup(
+                MxClass.IMPLICIT,
+                float(answer.chaining_result.minimum_ttl),
+                "no MX records (implicit MX)",
+                canonical_name=canonical.to_text(omit_final_dot=True),
+            )
+        exchanges = tuple(
+            (mx.preference, mx.exchange.to_text())
+            for mx in rrset
+            if isinstance(mx, dns.rdtypes.ANY.MX.MX)
+        )
+        mx_class = classify_exchanges(exchange for _pref, exchange in exchanges)
+        return MxLookup(
+            mx_class,
+            float(answer.chaining_result.minimum_ttl),
+            " ".join(f"{pref} {exchange}" for pref, exchange in exchanges),
+            exchanges=exchanges,
+            canonical_name=canonical.to_text(omit_final_dot=True),
+        )
+
+
+def _speaks_for(response: dns.message.Message, name: dns.name.Name) -> bool:
+    """Whether a NODATA response covers `name`: an SOA of a zone that contains it."""
+    return any(
+        rrset.rdtype == dns.rdatatype.SOA and name.is_subdomain(rrset.name)
+        for rrset in response.authority
+    )

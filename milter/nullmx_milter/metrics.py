@@ -1,0 +1,149 @@
+"""Prometheus metrics, registered on an injected registry, every label pre-initialised."""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Callable
+
+import prometheus_client
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+from nullmx_milter import __version__
+from nullmx_milter.mx import MxClass
+from nullmx_milter.policy import Verdict
+from nullmx_milter.reply import Reply
+
+# Every reply the engine can build; codes are fixed, only the text is configurable.
+REPLY_CODES = (("556", "5.1.10"), ("550", "5.7.27"), ("451", "4.4.3"))
+CALLBACK_STAGES = ("connect", "envfrom", "envrcpt", "data", "close")
+CACHE_RESULTS = ("hit", "miss", "coalesced")
+LATENCY_BUCKETS = (
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+
+
+class Metrics:
+    """All of the milter's metrics; children are bound once so the hot path only increments."""
+
+    def __init__(self, registry: CollectorRegistry, versions: dict[str, str]) -> None:
+        replies = Counter(
+            "nullmx_replies",
+            "SMTP replies emitted, by reply code and enhanced status code.",
+            ["code", "enhanced"],
+            registry=registry,
+        )
+        self._replies = {pair: replies.labels(*pair) for pair in REPLY_CODES}
+        recipients = Counter(
+            "nullmx_recipients",
+            "Envelope recipients checked, by verdict.",
+            ["verdict"],
+            registry=registry,
+        )
+        self._recipients = {verdict: recipients.labels(verdict.value) for verdict in Verdict}
+        senders = Counter(
+            "nullmx_sender_checks",
+            "Envelope senders checked, by verdict.",
+            ["verdict"],
+            registry=registry,
+        )
+        self._senders = {verdict: senders.labels(verdict.value) for verdict in Verdict}
+        lookups = Counter(
+            "nullmx_dns_lookups",
+            "MX lookups sent to DNS, by result.",
+            ["result"],
+            registry=registry,
+        )
+        self._lookups = {mx_class: lookups.labels(mx_class.value) for mx_class in MxClass}
+        self._latency = Histogram(
+            "nullmx_dns_lookup_seconds",
+            "Time to answer an MX lookup, cache hits included.",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        cache = Counter(
+            "nullmx_cache_requests",
+            "MX lookups by how the cache served them (hit, miss, coalesced).",
+            ["result"],
+            registry=registry,
+        )
+        self._cache = {result: cache.labels(result) for result in CACHE_RESULTS}
+        self._cache_entries = Gauge(
+            "nullmx_cache_entries", "Domains in the MX cache.", registry=registry
+        )
+        self._fail_fast = Counter(
+            "nullmx_dns_fail_fast",
+            "Lookups answered as timeouts without a query while DNS was failing.",
+            registry=registry,
+        )
+        self._active = Gauge(
+            "nullmx_milter_connections_active", "Open MTA connections.", registry=registry
+        )
+        self._connections = Counter(
+            "nullmx_milter_connections", "MTA connections accepted.", registry=registry
+        )
+        errors = Counter(
+            "nullmx_callback_errors",
+            "Unexpected errors in milter callbacks (the recipient was let through).",
+            ["stage"],
+            registry=registry,
+        )
+        self._errors = {stage: errors.labels(stage) for stage in CALLBACK_STAGES}
+        Info("nullmx_build", "Versions this milter runs with.", registry=registry).info(versions)
+        prometheus_client.ProcessCollector(registry=registry)
+        self.registry = registry
+
+    def count_reply(self, reply: Reply) -> None:
+        """One SMTP reply was sent to the MTA."""
+        self._replies[(reply.code, reply.enhanced)].inc()
+
+    def count_recipient(self, verdict: Verdict) -> None:
+        self._recipients[verdict].inc()
+
+    def count_sender(self, verdict: Verdict) -> None:
+        self._senders[verdict].inc()
+
+    def count_lookup(self, mx_class: MxClass) -> None:
+        self._lookups[mx_class].inc()
+
+    def observe_latency(self, seconds: float) -> None:
+        self._latency.observe(seconds)
+
+    def count_cache(self, result: str) -> None:
+        self._cache[result].inc()
+
+    def count_fail_fast(self) -> None:
+        self._fail_fast.inc()
+
+    def track_cache_size(self, size: Callable[[], float]) -> None:
+        self._cache_entries.set_function(size)
+
+    def connection_opened(self) -> None:
+        self._connections.inc()
+        self._active.inc()
+
+    def connection_closed(self) -> None:
+        self._active.dec()
+
+    def count_callback_error(self, stage: str) -> None:
+        self._errors[stage].inc()
+
+    def reply_counts(self) -> dict[tuple[str, str], float]:
+        """Replies emitted so far, by (code, enhanced), for the status report."""
+        return {
+            (code, enhanced): self.registry.get_sample_value(
+                "nullmx_replies_total", {"code": code, "enhanced": enhanced}
+            )
+            or 0.0
+            for code, enhanced in REPLY_CODES
+        }
+
+
+def runtime_versions(pymilter: str, libmilter: str) -> dict[str, str]:
+    """The label values of nullmx_build_info."""
+    return {
+        "version": __version__,
+        "pymilter": pymilter,
+        "libmilter": libmilter,
+        "python": platform.python_version(),
+    }

@@ -1,0 +1,46 @@
+"""Shared fixtures: a real Knot DNS server and the real daemon."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from daemon_process import MilterDaemon
+from knot import BlackHole, KnotServer
+
+StartDaemon = Callable[..., MilterDaemon]
+
+
+@pytest.fixture(scope="session")
+def knot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KnotServer]:
+    """Knot on 127.0.0.1 serving tests/zones (and a SERVFAIL subtree, broken.test)."""
+    server = KnotServer(tmp_path_factory.mktemp("knot")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def black_hole() -> Iterator[BlackHole]:
+    """A nameserver address that never answers (DNS timeouts)."""
+    hole = BlackHole()
+    yield hole
+    hole.close()
+
+
+@pytest.fixture
+def start_daemon(tmp_path: Path) -> Iterator[StartDaemon]:
+    """A factory: start_daemon(nameservers, extra_config) -> running MilterDaemon."""
+    started: list[MilterDaemon] = []
+
+    def start(nameservers: list[str], extra_config: str = "") -> MilterDaemon:
+        workdir = tmp_path / f"daemon{len(started)}"
+        workdir.mkdir()
+        daemon = MilterDaemon(workdir, nameservers, extra_config)
+        started.append(daemon)
+        return daemon.start()
+
+    yield start
+    for daemon in started:
+        daemon.stop()

@@ -1,0 +1,96 @@
+"""Start the installed `nullmx-milter run` console script with a config, and stop it."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+from knot import free_port
+
+CONSOLE_SCRIPT = shutil.which("nullmx-milter") or str(
+    Path(__file__).resolve().parent.parent / ".venv" / "bin" / "nullmx-milter"
+)
+
+
+def toml_config(
+    nameservers: list[str], milter_port: int, metrics_port: int, extra: str = ""
+) -> str:
+    """A config for tests: loopback ports and the test DNS servers; `extra` adds tables.
+
+    `extra` may hold [policy], [cache] or [log] tables; [milter], [dns] and [metrics] are set here.
+    """
+    servers = ", ".join(f'"{server}"' for server in nameservers)
+    return (
+        f'[milter]\nsocket = "inet:{milter_port}@127.0.0.1"\n'
+        f"[dns]\nnameservers = [{servers}]\ntimeout = 1.0\n"
+        f'[metrics]\nlisten = "127.0.0.1:{metrics_port}"\n' + extra
+    )
+
+
+def wait_for_port(port: int, timeout: float = 15.0, host: str = "127.0.0.1") -> None:
+    """Poll until something accepts TCP connections on host:port."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s")
+
+
+class MilterDaemon:
+    """The real daemon in a subprocess, on a TCP milter socket and a metrics port."""
+
+    def __init__(self, workdir: Path, nameservers: list[str], extra_config: str = "") -> None:
+        self.workdir = workdir
+        self.milter_port = free_port(socket.SOCK_STREAM)
+        self.metrics_port = free_port(socket.SOCK_STREAM)
+        self.config_path = workdir / "nullmx-milter.toml"
+        self.config_path.write_text(
+            toml_config(nameservers, self.milter_port, self.metrics_port, extra_config)
+        )
+        self.log_path = workdir / "milter.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> MilterDaemon:
+        self.process = subprocess.Popen(
+            [CONSOLE_SCRIPT, "run", "--allow-root", "--config", str(self.config_path)],
+            stdout=subprocess.DEVNULL,
+            stderr=self.log_path.open("wb"),
+        )
+        try:
+            wait_for_port(self.milter_port)
+            wait_for_port(self.metrics_port)
+        except TimeoutError:
+            self.stop()
+            raise RuntimeError(f"milter did not start: {self.log()}") from None
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def metrics_text(self) -> str:
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return str(response.read().decode())
+
+    def stop(self) -> int | None:
+        """SIGTERM and wait; returns the exit status."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        status = self.process.returncode
+        self.process = None
+        return status

@@ -1,0 +1,71 @@
+"""An MTA-side milter client (PyPI miltertest) for talking to the daemon directly."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from dataclasses import dataclass
+
+from miltertest import MilterConnection, constants
+
+
+@dataclass(frozen=True)
+class MilterAnswer:
+    """What the milter answered: 'continue', 'reject', 'tempfail' or 'reply' + the SMTP text."""
+
+    kind: str
+    code: str = ""
+    text: str = ""
+
+    def lines(self) -> list[str]:
+        """The reply as SMTP lines, e.g. ['556-5.1.10 ...', '556 5.1.10 ...']."""
+        if not self.code:
+            return []
+        first = f"{self.code} {self.text}"
+        return [line for line in first.split("\r\n") if line]
+
+
+_KINDS = {
+    constants.SMFIR_CONTINUE: "continue",
+    constants.SMFIR_ACCEPT: "accept",
+    constants.SMFIR_REJECT: "reject",
+    constants.SMFIR_TEMPFAIL: "tempfail",
+    constants.SMFIR_REPLYCODE: "reply",
+}
+
+
+class MilterClient:
+    """One milter session: negotiate, connect, then MAIL/RCPT commands."""
+
+    def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = 30.0) -> None:
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.connection = MilterConnection(self.sock)
+        self.actions, self.protocol = self.connection.optneg_mta()
+
+    def _answer(self, reply: tuple[str, dict[str, str]]) -> MilterAnswer:
+        command, fields = reply
+        kind = _KINDS.get(command, command)
+        if kind != "reply":
+            return MilterAnswer(kind)
+        return MilterAnswer(kind, fields["smtpcode"], fields["text"])
+
+    def mail(self, sender: str) -> MilterAnswer:
+        if self.protocol & constants.SMFIP_NOMAIL:
+            return MilterAnswer("continue")
+        return self._answer(self.connection.send_ar(constants.SMFIC_MAIL, args=[sender]))
+
+    def rcpt(self, recipient: str, queue_id: str = "") -> MilterAnswer:
+        if queue_id:
+            self.connection.send_macro(constants.SMFIC_RCPT, i=queue_id)
+        return self._answer(self.connection.send_ar(constants.SMFIC_RCPT, args=[recipient]))
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.connection._send(constants.SMFIC_QUIT)
+        self.sock.close()
+
+    def __enter__(self) -> MilterClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
