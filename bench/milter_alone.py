@@ -1,0 +1,295 @@
+"""The milter alone: warm/cold RCPT rate and latency, coalescing, and memory (issue 7, 2-4).
+
+The real daemon (installed console script) runs against a real Knot serving a generated
+zone; the load client speaks the milter protocol. Sizes come from `Sizes`, so the smoke
+test runs the very same code on a few hundred recipients.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import statistics
+import subprocess
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from daemon_process import MilterDaemon, wait_for_port
+from dns_load import run_dns_load
+from dns_proxy import CountingDnsProxy
+from knot import KnotServer, free_port
+from milter_load import LoadResult, run_load
+from zone import NULL_MX_EVERY, domain, zone_text
+
+CONCURRENCY = (1, 10, 50)
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How much work each part does."""
+
+    rounds: int = 3
+    warm_rcpts: int = 20_000
+    warm_domains: int = 1_000
+    cold_rcpts: int = 3_000
+    coalesce_rcpts: int = 100
+    memory_domains: int = 100_000
+
+    @property
+    def zone_domains(self) -> int:
+        cold = len(CONCURRENCY) * self.rounds * self.cold_rcpts
+        return self.memory_domains + self.warm_domains + 2 * cold + 10
+
+
+SMOKE = Sizes(
+    rounds=1, warm_rcpts=300, warm_domains=50, cold_rcpts=100, coalesce_rcpts=20,
+    memory_domains=500,
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Row:
+    """Medians over rounds for one (cache, connections) cell."""
+
+    case: str
+    connections: int
+    rate: float
+    p50: float
+    p99: float
+    milter_cpu_per_rcpt: float = 0.0
+    client_cpu_per_rcpt: float = 0.0
+
+
+@dataclass
+class MilterAloneResults:
+    rows: list[Row] = field(default_factory=list)
+    coalescing: dict[str, float] = field(default_factory=dict)
+    memory: dict[str, float] = field(default_factory=dict)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / 100
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident set size of a process."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def metric_value(metrics_text: str, sample: str) -> float:
+    """The value of one sample line (`name{labels}`) in exposition text."""
+    for line in metrics_text.splitlines():
+        if line.startswith(sample + " "):
+            return float(line.rsplit(" ", 1)[1])
+    raise KeyError(sample)
+
+
+def _daemon_pid(daemon: MilterDaemon) -> int:
+    assert daemon.process is not None
+    return daemon.process.pid
+
+
+def _median_row(case: str, connections: int, runs: Sequence[tuple[LoadResult, float]]) -> Row:
+    return Row(
+        case,
+        connections,
+        rate=statistics.median(result.rate for result, _ in runs),
+        p50=statistics.median(result.p50 for result, _ in runs),
+        p99=statistics.median(result.p99 for result, _ in runs),
+        milter_cpu_per_rcpt=statistics.median(cpu / result.rcpts for result, cpu in runs),
+        client_cpu_per_rcpt=statistics.median(result.client_cpu_per_rcpt for result, _ in runs),
+    )
+
+
+def _split(items: Sequence[str], parts: int) -> list[list[str]]:
+    """`items` dealt round-robin over `parts` connections."""
+    return [list(items[index::parts]) for index in range(parts)]
+
+
+def _expect_answers(result: LoadResult, expected: int) -> None:
+    if result.rcpts != expected:
+        raise RuntimeError(f"sent {expected} RCPTs, got {result.rcpts} answers")
+
+
+def _recipients(first: int, count: int) -> list[str]:
+    return [f"user{number}@{domain(number)}" for number in range(first, first + count)]
+
+
+class DomainCounter:
+    """Hands out never-used domain numbers, so every cold RCPT is really cold."""
+
+    def __init__(self, first: int) -> None:
+        self._next = first
+
+    def take(self, count: int) -> list[str]:
+        taken = _recipients(self._next, count)
+        self._next += count
+        return taken
+
+
+@contextmanager
+def knot_with_zone(workdir: Path, domains: int) -> Iterator[KnotServer]:
+    """Knot serving the generated bench. zone beside the test zones."""
+    knot_dir = workdir / "knot"
+    shutil.rmtree(knot_dir, ignore_errors=True)
+    knot_dir.mkdir(parents=True)
+    server = KnotServer(knot_dir).start(extra_zones={"bench.": zone_text(domains)})
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@contextmanager
+def running_daemon(
+    workdir: Path, nameservers: list[str], extra: str = ""
+) -> Iterator[MilterDaemon]:
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    daemon = MilterDaemon(workdir, nameservers, extra).start()
+    try:
+        yield daemon
+    finally:
+        daemon.stop()
+
+
+@contextmanager
+def running_process(command: list[str], port: int) -> Iterator[subprocess.Popen[bytes]]:
+    """A do-nothing milter (or anything that listens on `port`) for the length of a block."""
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    try:
+        wait_for_port(port)
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def measure_load(
+    address: tuple[str, int], pid: int, recipients: list[list[str]]
+) -> tuple[LoadResult, float]:
+    """One load run and the milter process's CPU seconds during it."""
+    cpu_before = _cpu_seconds(pid)
+    result = run_load(address, recipients)
+    _expect_answers(result, sum(len(batch) for batch in recipients))
+    return result, _cpu_seconds(pid) - cpu_before
+
+
+def baseline_rows(null_milter: Path, sizes: Sizes) -> list[Row]:
+    """The load client against the do-nothing C milter: how fast the client itself can go."""
+    port = free_port(socket.SOCK_STREAM)
+    rows = []
+    with running_process([str(null_milter), f"inet:{port}@127.0.0.1"], port) as process:
+        for connections in CONCURRENCY:
+            recipients = _split(_recipients(0, sizes.warm_rcpts), connections)
+            runs = [
+                measure_load(("127.0.0.1", port), process.pid, recipients)
+                for _round in range(sizes.rounds)
+            ]
+            rows.append(_median_row("do-nothing C milter", connections, runs))
+    return rows
+
+
+def warm_and_cold_rows(
+    knot: KnotServer, workdir: Path, sizes: Sizes, first_domain: int
+) -> list[Row]:
+    """Warm and cold RCPT rate/latency at each concurrency, and Knot's own answer time."""
+    rows: list[Row] = []
+    fresh = DomainCounter(first_domain)
+    with running_daemon(workdir / "daemon-load", [knot.nameserver]) as daemon:
+        address = ("127.0.0.1", daemon.milter_port)
+        pid = _daemon_pid(daemon)
+        warm_set = fresh.take(sizes.warm_domains)
+        measure_load(address, pid, _split(warm_set, 10))
+        warm = [warm_set[index % len(warm_set)] for index in range(sizes.warm_rcpts)]
+        for connections in CONCURRENCY:
+            runs = [
+                measure_load(address, pid, _split(warm, connections))
+                for _round in range(sizes.rounds)
+            ]
+            rows.append(_median_row("warm cache", connections, runs))
+        for connections in CONCURRENCY:
+            cold_runs = []
+            dns_runs = []
+            for _round in range(sizes.rounds):
+                cold_runs.append(
+                    measure_load(address, pid, _split(fresh.take(sizes.cold_rcpts), connections))
+                )
+                names = [rcpt.split("@")[1] for rcpt in fresh.take(sizes.cold_rcpts)]
+                dns = run_dns_load(("127.0.0.1", knot.port), _split(names, connections))
+                _expect_answers(dns, len(names))
+                dns_runs.append((dns, 0.0))
+            rows.append(_median_row("cold cache", connections, cold_runs))
+            rows.append(_median_row("Knot alone (same names)", connections, dns_runs))
+    return rows
+
+
+def coalescing(
+    knot: KnotServer, workdir: Path, sizes: Sizes, first_domain: int
+) -> dict[str, float]:
+    """N concurrent RCPTs for one cold domain, counted at a proxy in front of Knot."""
+    proxy = CountingDnsProxy(("127.0.0.1", knot.port), delay=0.2).start()
+    try:
+        with running_daemon(workdir / "daemon-coalesce", [proxy.nameserver]) as daemon:
+            name = domain(first_domain)
+            recipients = [[f"user{index}@{name}"] for index in range(sizes.coalesce_rcpts)]
+            result = run_load(("127.0.0.1", daemon.milter_port), recipients)
+            _expect_answers(result, sizes.coalesce_rcpts)
+            text = daemon.metrics_text()
+            return {
+                "rcpts": float(sizes.coalesce_rcpts),
+                "queries_at_server": float(proxy.count(name)),
+                "coalesced": metric_value(text, 'nullmx_cache_requests_total{result="coalesced"}'),
+                "misses": metric_value(text, 'nullmx_cache_requests_total{result="miss"}'),
+                "hits": metric_value(text, 'nullmx_cache_requests_total{result="hit"}'),
+                "max_latency": result.latencies[-1],
+            }
+    finally:
+        proxy.stop()
+
+
+def memory(knot: KnotServer, workdir: Path, sizes: Sizes) -> dict[str, float]:
+    """RSS of a fresh daemon before and after caching `memory_domains` distinct domains."""
+    extra = f"[cache]\nmax_entries = {sizes.memory_domains}\n"
+    with running_daemon(workdir / "daemon-memory", [knot.nameserver], extra) as daemon:
+        pid = _daemon_pid(daemon)
+        address = ("127.0.0.1", daemon.milter_port)
+        run_load(address, [["warmup@" + domain(1)]])
+        before = rss_bytes(pid)
+        recipients = _recipients(0, sizes.memory_domains)
+        result = run_load(address, _split(recipients, 10))
+        _expect_answers(result, sizes.memory_domains)
+        after = rss_bytes(pid)
+        entries = metric_value(daemon.metrics_text(), "nullmx_cache_entries")
+        return {
+            "domains": float(sizes.memory_domains),
+            "cache_entries": entries,
+            "null_mx_share": 1 / NULL_MX_EVERY,
+            "rss_before": float(before),
+            "rss_after": float(after),
+            "bytes_per_entry": (after - before) / max(1.0, entries),
+            "fill_rate": result.rate,
+        }
+
+
+def run_milter_alone(workdir: Path, null_milter: Path, sizes: Sizes) -> MilterAloneResults:
+    """Every milter-alone measurement, in one Knot's company."""
+    results = MilterAloneResults()
+    results.rows.extend(baseline_rows(null_milter, sizes))
+    with knot_with_zone(workdir, sizes.zone_domains) as knot:
+        after_memory = sizes.memory_domains
+        results.rows.extend(warm_and_cold_rows(knot, workdir, sizes, after_memory))
+        results.coalescing = coalescing(knot, workdir, sizes, sizes.zone_domains - 1)
+        results.memory = memory(knot, workdir, sizes)
+    return results

@@ -1,0 +1,52 @@
+"""`make bench`: run every benchmark and write the README's Performance section.
+
+Usage: run.py [--smoke] [--readme README.md] [--workdir DIR] [--skip-postfix]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
+
+from milter_alone import SMOKE, Sizes, run_milter_alone  # noqa: E402
+from report import render, write_readme  # noqa: E402
+
+
+def build_null_milter(workdir: Path) -> Path:
+    """Compile the do-nothing C milter against Debian's libmilter."""
+    binary = workdir / "null_milter"
+    subprocess.run(
+        ["gcc", "-O2", "-Wall", "-Wextra", "-Werror", "-o", str(binary),
+         str(HERE / "null_milter.c"), "-lmilter", "-lpthread"],
+        check=True,
+    )  # fmt: skip
+    return binary
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: does the harness work")
+    parser.add_argument("--readme", type=Path, help="README to write the results into")
+    parser.add_argument("--workdir", type=Path, help="scratch directory (default: a temp dir)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="nullmx-bench-") as scratch:
+        workdir = args.workdir or Path(scratch)
+        workdir.mkdir(parents=True, exist_ok=True)
+        null_milter = build_null_milter(workdir)
+        sizes = SMOKE if args.smoke else Sizes()
+        alone = run_milter_alone(workdir, null_milter, sizes)
+    block = render(alone)
+    print(block)
+    if args.readme:
+        write_readme(args.readme, block)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
