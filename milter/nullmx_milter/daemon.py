@@ -21,6 +21,7 @@ from nullmx_milter.dns_health import DnsHealth
 from nullmx_milter.dns_lookup import MxResolver
 from nullmx_milter.engine import NullMxEngine
 from nullmx_milter.http_server import MetricsServer
+from nullmx_milter.log_thread import BackgroundLogging
 from nullmx_milter.lookup_service import MxLookupService
 from nullmx_milter.metrics import Metrics, runtime_versions
 from nullmx_milter.milter_adapter import milter_class
@@ -103,6 +104,8 @@ def serve(config: Config) -> int:
     # that does not block them (the metrics server's) would take the default action and
     # kill the process. Block them before any thread starts; they wait until smfi_main.
     signal.pthread_sigmask(signal.SIG_BLOCK, _LIBMILTER_SIGNALS)
+    # After the mask, so the log thread blocks the signals too (issue 7: bench/).
+    background_logging = BackgroundLogging().start()
     components = build(config)
     metrics_server = None
     if config.metrics.listen:
@@ -132,5 +135,6 @@ def serve(config: Config) -> int:
     finally:
         if metrics_server is not None:
             metrics_server.stop()
+        background_logging.stop()
     log.info("stopped")
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from nullmx_milter.address import AddressKind, parse_address
 from nullmx_milter.lookup_service import MxLookupService
@@ -42,10 +43,12 @@ class NullMxEngine:
         return decision
 
 
-def log_decision(decision: Decision, role: Role, argument: str, context: str) -> None:
+def log_decision(decision: Decision, role: Role, argument: str, context: Callable[[], str]) -> None:
     """One key=value line per decision: DEBUG for plain accepts, INFO for anything notable.
 
-    The raw argument is attacker-controlled: %a escapes CR, LF and non-ASCII.
+    `context()` (connection and queue id) is only called when the line is logged: it costs
+    a getsymval on the per-recipient path. The raw argument is attacker-controlled: %a
+    escapes CR, LF and non-ASCII.
     """
     lookup = decision.lookup
     notable = (
@@ -59,7 +62,7 @@ def log_decision(decision: Decision, role: Role, argument: str, context: str) ->
     log.log(
         level,
         "%s role=%s verdict=%s reason=%s domain=%s mx=%a problem=%a addr=%a",
-        context,
+        context(),
         role.value,
         decision.verdict.value,
         decision.reason,

@@ -34,7 +34,7 @@ class NullMxMilter(Milter.Base):
         return f"conn={self._connection} qid={queue_id or '-'}"
 
     def _answer(self, decision: Decision, role: Role, argument: str) -> int:
-        log_decision(decision, role, argument, self._context())
+        log_decision(decision, role, argument, self._context)
         reply = decision.reply
         action = _ACTIONS.get(decision.verdict)
         if reply is None or action is None:
