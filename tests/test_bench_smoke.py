@@ -1,0 +1,58 @@
+"""The benchmark harness works (bench/, `make bench`): tiny sizes, no timing targets."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from knot import free_port
+from milter_alone import SMOKE, run_milter_alone, running_process
+from milter_load import run_load
+from report import BEGIN, END, render, write_readme
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+
+pytestmark = [pytest.mark.bench, pytest.mark.integration]
+
+
+def test_harness_measures_and_writes_the_readme(tmp_path: Path) -> None:
+    null_milter = tmp_path / "null_milter"
+    subprocess.run(
+        ["gcc", "-O2", "-Wall", "-Werror", "-o", str(null_milter), str(BENCH / "null_milter.c"),
+         "-lmilter", "-lpthread"],
+        check=True,
+    )  # fmt: skip
+    results = run_milter_alone(tmp_path, null_milter, SMOKE)
+
+    cases = {(row.case, row.connections) for row in results.rows}
+    for connections in (1, 10, 50):
+        for case in ("do-nothing C milter", "warm cache", "cold cache", "Knot alone (same names)"):
+            assert (case, connections) in cases
+    assert all(row.rate > 0 and 0 < row.p50 <= row.p99 for row in results.rows)
+    # Coalescing: many RCPTs for one uncached domain, one query at the DNS server.
+    assert results.coalescing["queries_at_server"] == 1
+    assert results.coalescing["misses"] == 1
+    assert results.coalescing["coalesced"] + results.coalescing["hits"] == SMOKE.coalesce_rcpts - 1
+    assert results.memory["cache_entries"] == SMOKE.memory_domains
+    assert results.memory["rss_after"] > 0
+
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\n## Performance\n\n{BEGIN}\nSTALE-TEXT\n{END}\n\nafter\n")
+    write_readme(readme, render(results))
+    text = readme.read_text()
+    assert "STALE-TEXT" not in text
+    assert "| warm cache | 10 |" in text
+    assert text.endswith(f"{END}\n\nafter\n")
+
+
+def test_null_pymilter_answers() -> None:
+    # Case (e) of the Postfix benchmark: a broken import must show here, not mid-benchmark.
+    port = free_port(socket.SOCK_STREAM)
+    command = [sys.executable, str(BENCH / "null_pymilter.py"), f"inet:{port}@127.0.0.1"]
+    with running_process(command, port):
+        result = run_load(("127.0.0.1", port), [["a@b.test", "c@d.test"]] * 3)
+    assert result.answers == {"c": 6}
