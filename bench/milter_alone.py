@@ -21,7 +21,7 @@ from dns_load import run_dns_load
 from dns_proxy import CountingDnsProxy
 from knot import KnotServer, free_port
 from milter_load import LoadResult, run_load
-from zone import NULL_MX_EVERY, domain, zone_text
+from zone import HOSTED_SHARE, NULL_MX_EVERY, domain, zone_text
 
 CONCURRENCY = (1, 10, 50)
 
@@ -276,6 +276,7 @@ def memory(knot: KnotServer, workdir: Path, sizes: Sizes) -> dict[str, float]:
             "domains": float(sizes.memory_domains),
             "cache_entries": entries,
             "null_mx_share": 1 / NULL_MX_EVERY,
+            "hosted_share": HOSTED_SHARE / NULL_MX_EVERY,
             "rss_before": float(before),
             "rss_after": float(after),
             "bytes_per_entry": (after - before) / max(1.0, entries),

@@ -7,6 +7,7 @@ through epoll, so the client spends a few microseconds per RCPT (reported as
 
 from __future__ import annotations
 
+import heapq
 import selectors
 import socket
 import struct
@@ -76,9 +77,10 @@ class LoadResult:
 class _Session:
     """One milter connection working through its list of pre-encoded RCPT packets."""
 
-    __slots__ = ("buffer", "next_index", "packets", "sent_at", "sock")
+    __slots__ = ("buffer", "index", "next_index", "packets", "sent_at", "sock")
 
-    def __init__(self, sock: socket.socket, packets: list[bytes]) -> None:
+    def __init__(self, index: int, sock: socket.socket, packets: list[bytes]) -> None:
+        self.index = index
         self.sock = sock
         self.packets = packets
         self.next_index = 0
@@ -134,32 +136,48 @@ def run_load(
     address: str | tuple[str, int],
     recipients: Sequence[Sequence[str]],
     timeout: float = 120.0,
+    rate: float | None = None,
 ) -> LoadResult:
     """Send recipients[i] over connection i, one RCPT in flight per connection.
 
-    Latency is from writing a RCPT to reading its reply, as an MTA would see it.
+    Latency is from writing a RCPT to reading its reply, as an MTA would see it. With
+    `rate`, RCPTs are offered at that many per second in all (each connection's next one
+    is due at a fixed time, sent late if the previous answer came late) instead of as
+    fast as answers come back.
     """
     sessions = [
-        _Session(open_session(address), [rcpt_packets(f"<{rcpt}>") for rcpt in batch])
-        for batch in recipients
+        _Session(index, open_session(address), [rcpt_packets(f"<{rcpt}>") for rcpt in batch])
+        for index, batch in enumerate(recipients)
     ]
     selector = selectors.DefaultSelector()
     latencies: list[float] = []
     answers: Counter[str] = Counter()
+    waiting: list[tuple[float, int]] = []
+    interval = len(sessions) / rate if rate else 0.0
     cpu_started = time.process_time()
     started = time.perf_counter()
     deadline = started + timeout
     active = 0
-    for session in sessions:
+    for index, session in enumerate(sessions):
         session.sock.setblocking(False)
         selector.register(session.sock, selectors.EVENT_READ, session)
-        if session.send_next():
+        if session.packets:
             active += 1
+            if rate:
+                heapq.heappush(waiting, (started + index / rate, index))
+            else:
+                session.send_next()
     while active:
-        events = selector.select(max(0.0, deadline - time.perf_counter()))
-        if not events:
-            raise TimeoutError(f"milter load run did not finish in {timeout}s")
         now = time.perf_counter()
+        while waiting and waiting[0][0] <= now:
+            sessions[heapq.heappop(waiting)[1]].send_next()
+        wait = deadline - now
+        if waiting:
+            wait = min(wait, waiting[0][0] - now)
+        events = selector.select(max(0.0, wait))
+        now = time.perf_counter()
+        if now > deadline:
+            raise TimeoutError(f"milter load run did not finish in {timeout}s")
         for key, _mask in events:
             session = key.data
             chunk = session.sock.recv(65536)
@@ -173,8 +191,13 @@ def run_load(
                 answers[chr(buffer[4])] += 1
                 buffer = buffer[4 + length :]
                 latencies.append(now - session.sent_at)
-                if not session.send_next():
+                if session.next_index >= len(session.packets):
                     active -= 1
+                elif rate:
+                    due = started + session.index / rate + session.next_index * interval
+                    heapq.heappush(waiting, (due, session.index))
+                else:
+                    session.send_next()
             session.buffer = buffer
     seconds = time.perf_counter() - started
     client_cpu = time.process_time() - cpu_started

@@ -87,7 +87,8 @@ def render(alone: MilterAloneResults, postfix_section: str = "") -> str:
         f"{coalescing['hits']:.0f} hits.",
         "",
         f"**Memory**: {memory['cache_entries']:,.0f} distinct domains cached "
-        f"({memory['null_mx_share']:.0%} null MX) → RSS "
+        f"({memory['null_mx_share']:.0%} null MX, {memory['hosted_share']:.0%} at 50 shared "
+        f"providers, the rest with an MX host of their own) → RSS "
         f"**{memory['rss_after'] / 2**20:.1f} MiB** (from {memory['rss_before'] / 2**20:.1f} MiB "
         f"at start; {memory['bytes_per_entry']:.0f} bytes per entry), filled through the milter "
         f"protocol at {memory['fill_rate']:,.0f} RCPT/s.",

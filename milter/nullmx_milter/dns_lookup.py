@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import dns.exception
 import dns.message
@@ -20,6 +21,27 @@ _MAX_CNAME_HOPS = 8
 _EDNS_PAYLOAD = 1232
 # RFC 2308 §5: without an SOA a negative answer should not be cached for long.
 _TTL_WITHOUT_SOA = 0.0
+# Distinct values an interner shares before it starts afresh (bounds its memory).
+_INTERN_LIMIT = 10_000
+
+HashableT = TypeVar("HashableT", str, float, tuple[tuple[int, str], ...], MxLookup)
+
+
+class _Interner(Generic[HashableT]):
+    """One shared object per distinct value: many domains have the same MX set (their
+    provider's), TTL and detail text, and the cache holds up to 100k lookups (issue 7)."""
+
+    def __init__(self) -> None:
+        self._values: dict[HashableT, HashableT] = {}
+
+    def __call__(self, value: HashableT) -> HashableT:
+        shared = self._values.get(value)
+        if shared is not None:
+            return shared
+        if len(self._values) >= _INTERN_LIMIT:
+            self._values.clear()
+        self._values[value] = value
+        return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +91,10 @@ class MxResolver:
         resolver.use_edns(0, 0, _EDNS_PAYLOAD)
         self._resolver = resolver
         self.timeout = timeout
+        self._ttls: _Interner[float] = _Interner()
+        self._details: _Interner[str] = _Interner()
+        self._exchange_sets: _Interner[tuple[tuple[int, str], ...]] = _Interner()
+        self._lookups: _Interner[MxLookup] = _Interner()
 
     @property
     def nameservers(self) -> tuple[str, ...]:
@@ -93,9 +119,23 @@ class MxResolver:
                 return MxLookup(MxClass.TIMEOUT, 0.0, "lookup budget spent following CNAMEs")
             result = self._query(qname, remaining)
             if isinstance(result, MxLookup):
-                return result
+                return self._compact(result, domain)
             qname = result
         return MxLookup(MxClass.ERROR, 0.0, "CNAME chain too long")
+
+    def _compact(self, lookup: MxLookup, domain: str) -> MxLookup:
+        """The same lookup made of shared parts (canonical_name "" without a CNAME), so
+        that domains with the same answer (a provider's MX set, a null MX) share one."""
+        canonical = lookup.canonical_name
+        return self._lookups(
+            MxLookup(
+                lookup.mx_class,
+                self._ttls(lookup.ttl),
+                self._details(lookup.detail),
+                self._exchange_sets(lookup.exchanges),
+                "" if canonical == domain else canonical,
+            )
+        )
 
     def _query(self, qname: dns.name.Name, lifetime: float) -> MxLookup | dns.name.Name:
         """One resolver call; a Name means "follow this CNAME target"."""

@@ -33,6 +33,7 @@ class MxLookup:
     """What one lookup found: its class, how long it may be cached, and a detail for humans.
 
     `exchanges` lists (preference, exchange) as DNS returned them, "." for the root.
+    `canonical_name` is where a CNAME chain led, "" when the domain had no CNAME.
     """
 
     mx_class: MxClass
