@@ -38,3 +38,12 @@ test: lint typecheck
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info milter/*.egg-info
+
+.PHONY: bench bench-smoke
+## make bench: every benchmark in bench/ (about 10 minutes); writes README "Performance"
+bench: $(STAMP)
+	$(BIN)/python bench/run.py --readme README.md
+
+## make bench-smoke: the benchmark harness on tiny sizes (asserts it works, not its figures)
+bench-smoke: $(STAMP)
+	$(BIN)/pytest -m bench

@@ -6,6 +6,7 @@ encoded before the clock starts), so milter latency and DNS latency compare side
 
 from __future__ import annotations
 
+import heapq
 import selectors
 import socket
 import struct
@@ -28,9 +29,10 @@ def mx_query(name: str, query_id: int) -> bytes:
 class _Client:
     """One UDP socket working through its pre-encoded queries."""
 
-    __slots__ = ("next_index", "queries", "sent_at", "sock")
+    __slots__ = ("index", "next_index", "queries", "sent_at", "sock")
 
-    def __init__(self, sock: socket.socket, queries: list[bytes]) -> None:
+    def __init__(self, index: int, sock: socket.socket, queries: list[bytes]) -> None:
+        self.index = index
         self.sock = sock
         self.queries = queries
         self.next_index = 0
@@ -46,9 +48,15 @@ class _Client:
 
 
 def run_dns_load(
-    server: tuple[str, int], names: Sequence[Sequence[str]], timeout: float = 120.0
+    server: tuple[str, int],
+    names: Sequence[Sequence[str]],
+    timeout: float = 120.0,
+    rate: float | None = None,
 ) -> LoadResult:
-    """Query names[i] from client i, one query in flight per client; rcodes count as answers."""
+    """Query names[i] from client i, one query in flight per client; rcodes count as answers.
+
+    `rate` paces the queries as run_load paces RCPTs.
+    """
     selector = selectors.DefaultSelector()
     clients = []
     for index, batch in enumerate(names):
@@ -56,27 +64,47 @@ def run_dns_load(
         sock.connect(server)
         sock.setblocking(False)
         queries = [mx_query(name, (index * 7919 + n) & 0xFFFF) for n, name in enumerate(batch)]
-        client = _Client(sock, queries)
+        client = _Client(index, sock, queries)
         selector.register(sock, selectors.EVENT_READ, client)
         clients.append(client)
     latencies: list[float] = []
     answers: Counter[str] = Counter()
+    waiting: list[tuple[float, int]] = []
+    interval = len(clients) / rate if rate else 0.0
     cpu_started = time.process_time()
     started = time.perf_counter()
     deadline = started + timeout
-    active = sum(1 for client in clients if client.send_next())
+    active = 0
+    for client in clients:
+        if client.queries:
+            active += 1
+            if rate:
+                heapq.heappush(waiting, (started + client.index / rate, client.index))
+            else:
+                client.send_next()
     while active:
-        events = selector.select(max(0.0, deadline - time.perf_counter()))
-        if not events:
-            raise TimeoutError(f"DNS load run did not finish in {timeout}s (lost a UDP answer?)")
         now = time.perf_counter()
+        while waiting and waiting[0][0] <= now:
+            clients[heapq.heappop(waiting)[1]].send_next()
+        wait = deadline - now
+        if waiting:
+            wait = min(wait, waiting[0][0] - now)
+        events = selector.select(max(0.0, wait))
+        now = time.perf_counter()
+        if now > deadline:
+            raise TimeoutError(f"DNS load run did not finish in {timeout}s (lost a UDP answer?)")
         for key, _mask in events:
             client = key.data
             reply = client.sock.recv(4096)
             answers[f"rcode{reply[3] & 0x0F}"] += 1
             latencies.append(now - client.sent_at)
-            if not client.send_next():
+            if client.next_index >= len(client.queries):
                 active -= 1
+            elif rate:
+                due = started + client.index / rate + client.next_index * interval
+                heapq.heappush(waiting, (due, client.index))
+            else:
+                client.send_next()
     seconds = time.perf_counter() - started
     client_cpu = time.process_time() - cpu_started
     for client in clients:

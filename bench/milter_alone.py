@@ -11,6 +11,7 @@ import shutil
 import socket
 import statistics
 import subprocess
+import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -24,6 +25,11 @@ from milter_load import LoadResult, run_load
 from zone import HOSTED_SHARE, NULL_MX_EVERY, domain, zone_text
 
 CONCURRENCY = (1, 10, 50)
+# The paced runs: the issue's warm target rate at its latency target's concurrency, and a
+# cold rate well inside what one Python process resolves.
+PACED_CONNECTIONS = 10
+WARM_OFFERED = 5_000.0
+COLD_OFFERED = 500.0
 
 
 @dataclass(frozen=True)
@@ -39,7 +45,7 @@ class Sizes:
 
     @property
     def zone_domains(self) -> int:
-        cold = len(CONCURRENCY) * self.rounds * self.cold_rcpts
+        cold = (len(CONCURRENCY) + 1) * self.rounds * self.cold_rcpts
         return self.memory_domains + self.warm_domains + 2 * cold + 10
 
 
@@ -55,6 +61,7 @@ class Row:
 
     case: str
     connections: int
+    offered: float | None
     rate: float
     p50: float
     p99: float
@@ -96,10 +103,16 @@ def _daemon_pid(daemon: MilterDaemon) -> int:
     return daemon.process.pid
 
 
-def _median_row(case: str, connections: int, runs: Sequence[tuple[LoadResult, float]]) -> Row:
+def _median_row(
+    case: str,
+    connections: int,
+    runs: Sequence[tuple[LoadResult, float]],
+    offered: float | None = None,
+) -> Row:
     return Row(
         case,
         connections,
+        offered,
         rate=statistics.median(result.rate for result, _ in runs),
         p50=statistics.median(result.p50 for result, _ in runs),
         p99=statistics.median(result.p99 for result, _ in runs),
@@ -177,28 +190,46 @@ def running_process(command: list[str], port: int) -> Iterator[subprocess.Popen[
 
 
 def measure_load(
-    address: tuple[str, int], pid: int, recipients: list[list[str]]
+    address: tuple[str, int], pid: int, recipients: list[list[str]], rate: float | None = None
 ) -> tuple[LoadResult, float]:
     """One load run and the milter process's CPU seconds during it."""
     cpu_before = _cpu_seconds(pid)
-    result = run_load(address, recipients)
+    result = run_load(address, recipients, rate=rate)
     _expect_answers(result, sum(len(batch) for batch in recipients))
     return result, _cpu_seconds(pid) - cpu_before
 
 
-def baseline_rows(null_milter: Path, sizes: Sizes) -> list[Row]:
-    """The load client against the do-nothing C milter: how fast the client itself can go."""
-    port = free_port(socket.SOCK_STREAM)
+def do_nothing_rows(name: str, command: list[str], port: int, sizes: Sizes) -> list[Row]:
+    """A do-nothing milter under the same load: the floor (and the load client's speed)."""
     rows = []
-    with running_process([str(null_milter), f"inet:{port}@127.0.0.1"], port) as process:
+    with running_process(command, port) as process:
+        address = ("127.0.0.1", port)
         for connections in CONCURRENCY:
             recipients = _split(_recipients(0, sizes.warm_rcpts), connections)
-            runs = [
-                measure_load(("127.0.0.1", port), process.pid, recipients)
-                for _round in range(sizes.rounds)
-            ]
-            rows.append(_median_row("do-nothing C milter", connections, runs))
+            runs = [measure_load(address, process.pid, recipients) for _ in range(sizes.rounds)]
+            rows.append(_median_row(name, connections, runs))
+        recipients = _split(_recipients(0, sizes.warm_rcpts), PACED_CONNECTIONS)
+        runs = [
+            measure_load(address, process.pid, recipients, WARM_OFFERED)
+            for _ in range(sizes.rounds)
+        ]
+        rows.append(_median_row(name, PACED_CONNECTIONS, runs, WARM_OFFERED))
     return rows
+
+
+def baseline_rows(null_milter: Path, sizes: Sizes) -> list[Row]:
+    """The do-nothing C milter and the do-nothing pymilter milter."""
+    c_port = free_port(socket.SOCK_STREAM)
+    py_port = free_port(socket.SOCK_STREAM)
+    null_pymilter = [sys.executable, str(Path(__file__).parent / "null_pymilter.py")]
+    return [
+        *do_nothing_rows(
+            "do-nothing C milter", [str(null_milter), f"inet:{c_port}@127.0.0.1"], c_port, sizes
+        ),
+        *do_nothing_rows(
+            "do-nothing pymilter", [*null_pymilter, f"inet:{py_port}@127.0.0.1"], py_port, sizes
+        ),
+    ]
 
 
 def warm_and_cold_rows(
@@ -219,6 +250,9 @@ def warm_and_cold_rows(
                 for _round in range(sizes.rounds)
             ]
             rows.append(_median_row("warm cache", connections, runs))
+        paced = _split(warm, PACED_CONNECTIONS)
+        runs = [measure_load(address, pid, paced, WARM_OFFERED) for _ in range(sizes.rounds)]
+        rows.append(_median_row("warm cache", PACED_CONNECTIONS, runs, WARM_OFFERED))
         for connections in CONCURRENCY:
             cold_runs = []
             dns_runs = []
@@ -232,6 +266,22 @@ def warm_and_cold_rows(
                 dns_runs.append((dns, 0.0))
             rows.append(_median_row("cold cache", connections, cold_runs))
             rows.append(_median_row("Knot alone (same names)", connections, dns_runs))
+        cold_runs = []
+        dns_runs = []
+        paced_count = max(PACED_CONNECTIONS, sizes.cold_rcpts // 2)
+        for _round in range(sizes.rounds):
+            batches = _split(fresh.take(paced_count), PACED_CONNECTIONS)
+            cold_runs.append(measure_load(address, pid, batches, COLD_OFFERED))
+            domains = [rcpt.split("@")[1] for rcpt in fresh.take(paced_count)]
+            dns = run_dns_load(
+                ("127.0.0.1", knot.port), _split(domains, PACED_CONNECTIONS), rate=COLD_OFFERED
+            )
+            _expect_answers(dns, paced_count)
+            dns_runs.append((dns, 0.0))
+        rows.append(_median_row("cold cache", PACED_CONNECTIONS, cold_runs, COLD_OFFERED))
+        rows.append(
+            _median_row("Knot alone (same names)", PACED_CONNECTIONS, dns_runs, COLD_OFFERED)
+        )
     return rows
 
 
