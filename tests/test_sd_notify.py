@@ -1,0 +1,130 @@
+"""sd_notify: the protocol alone, then the real daemon telling a fake systemd READY and STOPPING."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from nullmx_milter import sd_notify
+
+from daemon_process import MilterDaemon
+from knot import KnotServer
+from milter_client import MilterClient
+
+
+class FakeSystemd:
+    """The receiving end of $NOTIFY_SOCKET: a unix datagram socket."""
+
+    def __init__(self, address: str) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        bind_to = "\0" + address[1:] if address.startswith("@") else address
+        self.sock.bind(bind_to)
+        self.address = address
+
+    def receive(self, timeout: float = 15.0) -> str:
+        self.sock.settimeout(timeout)
+        return self.sock.recv(4096).decode()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def fake_systemd(tmp_path: Path) -> Iterator[FakeSystemd]:
+    systemd = FakeSystemd(str(tmp_path / "notify.sock"))
+    yield systemd
+    systemd.close()
+
+
+def test_notify_sends_the_state_to_a_path_socket(fake_systemd: FakeSystemd) -> None:
+    assert sd_notify.notify("READY=1", {"NOTIFY_SOCKET": fake_systemd.address})
+    assert fake_systemd.receive(1) == "READY=1"
+
+
+def test_notify_handles_the_abstract_namespace() -> None:
+    systemd = FakeSystemd(f"@nullmx-test-{os.getpid()}-{time.monotonic_ns()}")
+    try:
+        assert sd_notify.notify("STOPPING=1", {"NOTIFY_SOCKET": systemd.address})
+        assert systemd.receive(1) == "STOPPING=1"
+    finally:
+        systemd.close()
+
+
+@pytest.mark.parametrize(
+    "environ",
+    [
+        pytest.param({}, id="unset"),
+        pytest.param({"NOTIFY_SOCKET": ""}, id="empty"),
+        pytest.param({"NOTIFY_SOCKET": "vsock:2:1234"}, id="unsupported"),
+        pytest.param({"NOTIFY_SOCKET": "/nonexistent/notify.sock"}, id="unreachable"),
+    ],
+)
+def test_notify_is_a_no_op_without_a_reachable_socket(environ: dict[str, str]) -> None:
+    assert sd_notify.notify("READY=1", environ) is False
+
+
+def connects(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.mark.integration
+def test_ready_only_once_the_socket_accepts_and_stopping_on_sigterm(
+    knot: KnotServer, tmp_path: Path, fake_systemd: FakeSystemd
+) -> None:
+    daemon = MilterDaemon(tmp_path, [knot.nameserver])
+    try:
+        daemon.start(env={"NOTIFY_SOCKET": fake_systemd.address}, wait=False)
+        assert fake_systemd.receive() == "READY=1", daemon.log()
+        # No retry: the moment systemd hears READY=1, the MTA must be able to connect.
+        assert connects(daemon.milter_port)
+        with MilterClient(daemon.milter_port) as client:
+            assert client.rcpt("<a@null.test>").code == "556"
+        assert daemon.process is not None
+        daemon.process.send_signal(signal.SIGTERM)
+        assert fake_systemd.receive() == "STOPPING=1"
+        assert daemon.stop() == 0
+    finally:
+        daemon.stop()
+    assert "stopped" in daemon.log()
+
+
+@pytest.mark.integration
+def test_sigterm_before_the_milter_serves_stops_cleanly(
+    knot: KnotServer, tmp_path: Path, fake_systemd: FakeSystemd
+) -> None:
+    daemon = MilterDaemon(tmp_path, [knot.nameserver])
+    try:
+        daemon.start(env={"NOTIFY_SOCKET": fake_systemd.address}, wait=False)
+        assert daemon.process is not None
+        # "starting" is logged after the signals are blocked and before libmilter serves.
+        deadline = time.monotonic() + 15
+        while "starting" not in daemon.log() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        daemon.process.send_signal(signal.SIGTERM)
+        assert daemon.process.wait(20) == 0, daemon.log()
+    finally:
+        daemon.stop()
+    assert "stopped" in daemon.log()
+    assert "Traceback" not in daemon.log()
+
+
+@pytest.mark.integration
+def test_graceful_stop_fits_the_units_stop_timeout(knot: KnotServer, tmp_path: Path) -> None:
+    daemon = MilterDaemon(tmp_path, [knot.nameserver]).start()
+    with MilterClient(daemon.milter_port) as client:
+        assert client.rcpt("<a@real.test>").kind == "continue"
+    began = time.monotonic()
+    assert daemon.stop() == 0
+    took = time.monotonic() - began
+    print(f"graceful stop took {took:.2f}s")
+    assert took < 10, "the unit's TimeoutStopSec= must stay well above this"
