@@ -78,21 +78,13 @@ def configure_logging(config: Config, syslog_address: str = "/dev/log") -> None:
     """key=value lines on stderr (journald adds the time), optionally syslog facility mail."""
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     handlers[0].setFormatter(logging.Formatter("%(levelname)s %(name)s %(message)s"))
-    syslog_error = None
     if config.log.syslog:
-        try:
-            syslog = logging.handlers.SysLogHandler(
-                syslog_address, facility=logging.handlers.SysLogHandler.LOG_MAIL
-            )
-        except OSError as error:
-            # No syslog daemon must not keep the milter from serving: stderr still logs.
-            syslog_error = error
-        else:
-            syslog.setFormatter(logging.Formatter("nullmx-milter: %(message)s"))
-            handlers.append(syslog)
+        syslog = logging.handlers.SysLogHandler(
+            syslog_address, facility=logging.handlers.SysLogHandler.LOG_MAIL
+        )
+        syslog.setFormatter(logging.Formatter("nullmx-milter: %(message)s"))
+        handlers.append(syslog)
     logging.basicConfig(level=config.log.level.upper(), handlers=handlers, force=True)
-    if syslog_error is not None:
-        log.warning("syslog off: cannot reach %s: %s", syslog_address, syslog_error)
 
 
 def refuse_root(allow_root: bool) -> str | None:
