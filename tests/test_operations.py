@@ -52,4 +52,3 @@ def test_syslog_gets_facility_mail(tmp_path: Path, restore_logging: None) -> Non
         message = syslog.recv(4096).decode()
     # <PRI> = facility mail (2) * 8 + severity info (6)
     assert message.startswith("<22>nullmx-milter: conn=1 qid=ABC verdict=rejected")
-
