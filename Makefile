@@ -38,3 +38,11 @@ test: lint typecheck
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info milter/*.egg-info
+
+## make deb: the Debian package (debian/) into dist/; make dist: sdist + wheel into dist/
+.PHONY: deb dist
+deb:
+	scripts/build-deb dist
+
+dist: $(STAMP)
+	$(BIN)/python -m build --outdir dist .

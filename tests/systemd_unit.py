@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import socket
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -103,3 +104,20 @@ def group_id(root: Path, group: str) -> int:
         if fields[0] == group:
             return int(fields[2])
     raise KeyError(group)
+
+
+class FakeSystemd:
+    """The receiving end of $NOTIFY_SOCKET: a unix datagram socket."""
+
+    def __init__(self, address: str) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        bind_to = "\0" + address[1:] if address.startswith("@") else address
+        self.sock.bind(bind_to)
+        self.address = address
+
+    def receive(self, timeout: float = 15.0) -> str:
+        self.sock.settimeout(timeout)
+        return self.sock.recv(4096).decode()
+
+    def close(self) -> None:
+        self.sock.close()

@@ -16,23 +16,7 @@ from nullmx_milter import sd_notify
 from daemon_process import MilterDaemon
 from knot import KnotServer
 from milter_client import MilterClient
-
-
-class FakeSystemd:
-    """The receiving end of $NOTIFY_SOCKET: a unix datagram socket."""
-
-    def __init__(self, address: str) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        bind_to = "\0" + address[1:] if address.startswith("@") else address
-        self.sock.bind(bind_to)
-        self.address = address
-
-    def receive(self, timeout: float = 15.0) -> str:
-        self.sock.settimeout(timeout)
-        return self.sock.recv(4096).decode()
-
-    def close(self) -> None:
-        self.sock.close()
+from systemd_unit import FakeSystemd
 
 
 @pytest.fixture

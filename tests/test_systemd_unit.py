@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from nullmx_milter.config import Config, MilterConfig, load_config
-from systemd_unit import REPO, SERVICE, Unit
 
 from daemon_process import CONSOLE_SCRIPT, MilterDaemon
 from knot import KnotServer
 from milter_client import MilterClient
+from systemd_unit import REPO, SERVICE, Unit
 
 PRODUCTION_CONFIG = REPO / "systemd" / "nullmx-milter.toml"
 SYSUSERS = REPO / "systemd" / "nullmx-milter.sysusers"
