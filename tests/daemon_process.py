@@ -80,6 +80,13 @@ class MilterDaemon:
         with urllib.request.urlopen(url, timeout=5) as response:
             return str(response.read().decode())
 
+    def terminate(self) -> subprocess.Popen[bytes] | None:
+        """Send SIGTERM without waiting (libmilter takes seconds to exit); returns the process."""
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        return process
+
     def stop(self) -> int | None:
         """SIGTERM and wait; returns the exit status."""
         if self.process is None:

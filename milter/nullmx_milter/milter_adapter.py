@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 _ACTIONS = {Verdict.REJECTED: Milter.REJECT, Verdict.TEMPFAILED: Milter.TEMPFAIL}
 
 
-class NullMxMilter(Milter.Base):
+class NullMxMilterBase(Milter.Base):
     """One instance per MTA connection; checks each RCPT TO on its own.
 
     Only envrcpt, data and close are overridden, so libmilter negotiates every other
@@ -60,8 +60,16 @@ class NullMxMilter(Milter.Base):
         return Milter.CONTINUE
 
 
-class NullMxSenderMilter(NullMxMilter):
-    """The same, plus the optional MAIL FROM check (550 5.7.27)."""
+class NullMxMilter(NullMxMilterBase):
+    """The recipient check alone.
+
+    pymilter caches protocol_mask() as a class attribute that subclasses would inherit,
+    so the two served classes are siblings, never parent and child.
+    """
+
+
+class NullMxSenderMilter(NullMxMilterBase):
+    """The recipient check plus the optional MAIL FROM check (550 5.7.27)."""
 
     def envfrom(self, mailfrom: str, *params: str) -> int:
         try:
@@ -72,6 +80,6 @@ class NullMxSenderMilter(NullMxMilter):
             return Milter.CONTINUE
 
 
-def milter_class(checks_senders: bool) -> type[NullMxMilter]:
+def milter_class(checks_senders: bool) -> type[NullMxMilterBase]:
     """The class to serve with: envfrom is only negotiated when senders are checked."""
     return NullMxSenderMilter if checks_senders else NullMxMilter
