@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
 
 from knot import free_port
 
-CONSOLE_SCRIPT = shutil.which("nullmx-milter") or str(
-    Path(__file__).resolve().parent.parent / ".venv" / "bin" / "nullmx-milter"
-)
+# The console script installed beside the Python running the tests (the venv's), never
+# another nullmx-milter that happens to be on PATH.
+CONSOLE_SCRIPT = str(Path(sys.executable).parent / "nullmx-milter")
 
 
 def toml_config(
