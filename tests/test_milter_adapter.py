@@ -9,32 +9,10 @@ import pytest
 from Milter import testctx
 from prometheus_client import CollectorRegistry
 
-from nullmx_milter.cache import LookupCache
-from nullmx_milter.config import RepliesConfig
-from nullmx_milter.dns_health import DnsHealth
-from nullmx_milter.engine import NullMxEngine
-from nullmx_milter.lookup_service import MxLookupService
-from nullmx_milter.metrics import Metrics
 from nullmx_milter.milter_adapter import NullMxMilter, milter_class
-from nullmx_milter.mx import MxClass, MxLookup
-from nullmx_milter.policy import Mode, NullMxPolicy, OnDnsError, SenderCheck
+from nullmx_milter.policy import Mode, OnDnsError, SenderCheck
 
-ANSWERS = {
-    "null.example": MxClass.NULL_MX,
-    "real.example": MxClass.MX,
-    "broken.example": MxClass.SERVFAIL,
-}
-
-
-class FakeSource:
-    """Classifies by a table; raises for 'bug.example' to stand for a bug."""
-
-    timeout = 1.0
-
-    def lookup(self, domain: str) -> MxLookup:
-        if domain == "bug.example":
-            raise RuntimeError("a bug")
-        return MxLookup(ANSWERS.get(domain, MxClass.IMPLICIT), 60.0, "fake")
+from fakes import fake_engine
 
 
 def make_context(
@@ -43,11 +21,9 @@ def make_context(
     on_dns_error: OnDnsError = OnDnsError.ACCEPT,
     sender: SenderCheck = SenderCheck.OFF,
 ) -> tuple[testctx.TestCtx, CollectorRegistry]:
-    registry = CollectorRegistry()
-    metrics = Metrics(registry, {"version": "t", "pymilter": "t", "libmilter": "t", "python": "t"})
-    policy = NullMxPolicy(mode, on_dns_error, sender, frozenset(), RepliesConfig().templates())
-    lookups = MxLookupService(FakeSource(), LookupCache(100, 0, 60, 0), DnsHealth(5, 1), metrics)
-    engine = NullMxEngine(policy, lookups, metrics)
+    engine, metrics = fake_engine(mode, on_dns_error, sender)
+    registry = metrics.registry
+    policy = engine.policy
     monkeypatch.setattr(
         Milter, "factory", functools.partial(milter_class(policy.checks_senders), engine, metrics)
     )

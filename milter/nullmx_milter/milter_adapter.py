@@ -40,7 +40,7 @@ class NullMxMilterBase(Milter.Base):
         if reply is None or action is None:
             return Milter.CONTINUE
         self.setreply(reply.code, reply.enhanced, *reply.lines)
-        self._metrics.count_reply(reply)
+        self._metrics.count_reply(reply, "milter")
         return action
 
     def envrcpt(self, to: str, *params: str) -> int:
