@@ -13,6 +13,7 @@ from nullmx_milter.policy import Decision, Role, Verdict
 log = logging.getLogger(__name__)
 
 _ACTIONS = {Verdict.REJECTED: Milter.REJECT, Verdict.TEMPFAILED: Milter.TEMPFAIL}
+_STAGES = {Role.RECIPIENT: "envrcpt", Role.SENDER: "envfrom"}
 
 
 class NullMxMilterBase(Milter.Base):
@@ -33,6 +34,19 @@ class NullMxMilterBase(Milter.Base):
         queue_id = self.getsymval("i")
         return f"conn={self._connection} qid={queue_id or '-'}"
 
+    def _check(self, role: Role, argument: str) -> int:
+        # The one deliberate catch-all: a bug must never reject or delay an address.
+        try:
+            if role is Role.SENDER:
+                decision = self._engine.check_sender(argument)
+            else:
+                decision = self._engine.check_recipient(argument)
+            return self._answer(decision, role, argument)
+        except Exception:
+            log.exception("%s role=%s internal error, let through", self._context(), role.value)
+            self._metrics.count_callback_error(_STAGES[role])
+            return Milter.CONTINUE
+
     def _answer(self, decision: Decision, role: Role, argument: str) -> int:
         log_decision(decision, role, argument, self._context())
         reply = decision.reply
@@ -44,13 +58,7 @@ class NullMxMilterBase(Milter.Base):
         return action
 
     def envrcpt(self, to: str, *params: str) -> int:
-        # The one deliberate catch-all: a bug must never reject or delay a recipient.
-        try:
-            return self._answer(self._engine.check_recipient(to), Role.RECIPIENT, to)
-        except Exception:
-            log.exception("%s stage=envrcpt internal error, recipient let through", self._context())
-            self._metrics.count_callback_error("envrcpt")
-            return Milter.CONTINUE
+        return self._check(Role.RECIPIENT, to)
 
     def data(self) -> int:
         return Milter.CONTINUE
@@ -72,12 +80,7 @@ class NullMxSenderMilter(NullMxMilterBase):
     """The recipient check plus the optional MAIL FROM check (550 5.7.27)."""
 
     def envfrom(self, mailfrom: str, *params: str) -> int:
-        try:
-            return self._answer(self._engine.check_sender(mailfrom), Role.SENDER, mailfrom)
-        except Exception:
-            log.exception("%s stage=envfrom internal error, sender let through", self._context())
-            self._metrics.count_callback_error("envfrom")
-            return Milter.CONTINUE
+        return self._check(Role.SENDER, mailfrom)
 
 
 def milter_class(checks_senders: bool) -> type[NullMxMilterBase]:
