@@ -20,6 +20,7 @@ import pytest
 
 from nullmx_milter import __version__
 
+from daemon_process import toml_config, wait_for_port
 from knot import KnotServer, free_port
 from milter_client import MilterClient
 from systemd_unit import REPO, FakeSystemd, Unit, group_id, passwd_entry, start_as
@@ -291,3 +292,88 @@ def test_daemon_runs_as_the_unit_says_and_only_postfix_may_connect(
     assert decision, log
     assert decision.group(1) == "4Xyz1ABC"
     assert "stopped" in log
+
+
+def syscall_set(name: str) -> set[str]:
+    """The system calls in a systemd set (@name), expanded, or a single call."""
+    if not name.startswith("@"):
+        return {name}
+    listing = subprocess.run(
+        ["systemd-analyze", "syscall-filter", "--no-pager", name],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    calls: set[str] = set()
+    for line in listing.splitlines()[1:]:
+        entry = line.strip()
+        if entry and not entry.startswith("#"):
+            calls |= syscall_set(entry)
+    return calls
+
+
+def allowed_syscalls(unit: Unit) -> set[str]:
+    """SystemCallFilter= lines in order: an allow list, then ~deny lists."""
+    allowed: set[str] = set()
+    for value in unit.values("SystemCallFilter"):
+        deny = value.startswith("~")
+        for name in value.removeprefix("~").split():
+            allowed = allowed - syscall_set(name) if deny else allowed | syscall_set(name)
+    return allowed
+
+
+def test_daemon_stays_inside_the_units_syscall_filter_and_memory_rules(
+    debian_root: DebianRoot, knot: KnotServer, tmp_path: Path
+) -> None:
+    """What SystemCallFilter= and MemoryDenyWriteExecute= would forbid, seen with strace
+    (systemd cannot run the unit here): every call the daemon makes while it starts, serves
+    a session and metrics, and stops."""
+    unit = Unit.parse(debian_root.path("/lib/systemd/system/nullmx-milter.service"))
+    assert unit.value("MemoryDenyWriteExecute") == "yes"
+    milter_port, metrics_port = free_port(socket.SOCK_STREAM), free_port(socket.SOCK_STREAM)
+    config = tmp_path / "trace.toml"
+    config.write_text(toml_config([knot.nameserver], milter_port, metrics_port))
+    trace = tmp_path / "strace.txt"
+    binary = str(debian_root.path("/usr/bin/nullmx-milter"))
+    command = ["strace", "-f", "-qq", "-o", str(trace)]
+    command += [binary, "run", "--allow-root", "--config", str(config)]
+    tracer = subprocess.Popen(
+        command,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=debian_root.env(),
+    )
+    try:
+        wait_for_port(milter_port)
+        wait_for_port(metrics_port)
+        with MilterClient(milter_port) as client:
+            assert client.rcpt("<a@null.test>", queue_id="Q1").code == "556"
+        with socket.create_connection(("127.0.0.1", metrics_port)) as http:
+            http.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+            assert http.recv(100).startswith(b"HTTP/1.0 200")
+        # SIGTERM for the daemon, not for strace.
+        children = Path(f"/proc/{tracer.pid}/task/{tracer.pid}/children").read_text().split()
+        os.kill(int(children[0]), signal.SIGTERM)
+        assert tracer.wait(unit.seconds("TimeoutStopSec")) == 0
+    finally:
+        if tracer.poll() is None:
+            tracer.kill()
+            tracer.wait()
+    lines = trace.read_text().splitlines()
+    used = {
+        match.group(1)
+        for line in lines
+        if (match := re.match(r"\d+\s+(?:<\.\.\. )?([a-z0-9_]+)[( ]", line))
+    }
+    assert len(used) > 20, lines[:20]
+    allowed = allowed_syscalls(unit)
+    assert not {"setuid", "reboot", "setrlimit", "mount"} & allowed
+    assert sorted(used - allowed) == []
+    writable_and_executable = [
+        line
+        for line in lines
+        if re.search(r"\b(mmap|mprotect|pkey_mprotect)\(", line)
+        and "PROT_EXEC" in line
+        and ("PROT_WRITE" in line or "mprotect(" in line)
+    ]
+    assert writable_and_executable == []
