@@ -41,7 +41,7 @@ clean:
 
 ## make deb: the Debian package (debian/) into dist/; make dist: sdist + wheel into dist/
 .PHONY: deb dist
-deb:
+deb: deps
 	scripts/build-deb dist
 
 dist: $(STAMP)
