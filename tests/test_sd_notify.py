@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -13,7 +14,7 @@ import pytest
 
 from nullmx_milter import sd_notify
 
-from daemon_process import MilterDaemon
+from daemon_process import MilterDaemon, wait_for_port
 from knot import KnotServer
 from milter_client import MilterClient
 from systemd_unit import FakeSystemd
@@ -86,15 +87,26 @@ def test_ready_only_once_the_socket_accepts_and_stopping_on_sigterm(
 def test_sigterm_before_the_milter_serves_stops_cleanly(
     knot: KnotServer, tmp_path: Path, fake_systemd: FakeSystemd
 ) -> None:
+    # A full notify queue holds the daemon in its READY=1 send: socket open, libmilter's
+    # main loop (and its signal thread) not yet started. SIGTERM lands exactly there.
+    filler = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    filler.connect(fake_systemd.address)
+    filler.setblocking(False)
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            filler.send(b"filler")
+    filler.close()
     daemon = MilterDaemon(tmp_path, [knot.nameserver])
     try:
         daemon.start(env={"NOTIFY_SOCKET": fake_systemd.address}, wait=False)
         assert daemon.process is not None
-        # "starting" is logged after the signals are blocked and before libmilter serves.
-        deadline = time.monotonic() + 15
-        while "starting" not in daemon.log() and time.monotonic() < deadline:
-            time.sleep(0.005)
+        wait_for_port(daemon.milter_port)
         daemon.process.send_signal(signal.SIGTERM)
+        messages: list[str] = []
+        while not messages or messages[-1] != "STOPPING=1":
+            messages.append(fake_systemd.receive())
+        assert messages[-2:] == ["READY=1", "STOPPING=1"]
+        assert set(messages[:-2]) == {"filler"}
         assert daemon.process.wait(20) == 0, daemon.log()
     finally:
         daemon.stop()
