@@ -25,6 +25,7 @@ from nullmx_milter.lookup_service import MxLookupService
 from nullmx_milter.metrics import Metrics, runtime_versions
 from nullmx_milter.milter_adapter import milter_class
 from nullmx_milter.policy import NullMxPolicy
+from nullmx_milter.status_report import StatusSource
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,16 @@ def serve(config: Config) -> int:
     components = build(config)
     metrics_server = None
     if config.metrics.listen:
-        metrics_server = MetricsServer(config.metrics.listen, components.metrics.registry)
+        status = StatusSource(
+            config,
+            components.resolver.nameservers,
+            components.health,
+            components.cache,
+            components.metrics,
+        )
+        metrics_server = MetricsServer(
+            config.metrics.listen, components.metrics.registry, status.report
+        )
         metrics_server.start()
     Milter.factory = functools.partial(
         milter_class(components.engine.policy.checks_senders),
