@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -15,36 +15,27 @@ from nullmx_milter.lookup_service import MxLookupService
 from nullmx_milter.metrics import (
     CACHE_RESULTS,
     CALLBACK_STAGES,
+    FRONTENDS,
     LATENCY_BUCKETS,
+    POLICY_REQUEST_RESULTS,
     REPLY_CODES,
     Metrics,
     runtime_versions,
 )
-from nullmx_milter.mx import MxClass, MxLookup
+from nullmx_milter.mx import MxClass
 from nullmx_milter.policy import NullMxPolicy, OnDnsError, Verdict
+
+from fakes import FakeSource
 
 VERSIONS = runtime_versions("1.0.5", "1.0.1")
 
 LOOKUPS = {
-    "null.test": MxLookup(MxClass.NULL_MX, 300.0, "0 ."),
-    "real.test": MxLookup(MxClass.MX, 300.0, "10 mx.real.test."),
-    "mixed.test": MxLookup(MxClass.MIXED, 300.0, "0 . 10 mx.mixed.test."),
-    "broken.test": MxLookup(MxClass.SERVFAIL, 0.0, "SERVFAIL"),
-    "slow.test": MxLookup(MxClass.TIMEOUT, 0.0, "timed out"),
+    "null.test": MxClass.NULL_MX,
+    "real.test": MxClass.MX,
+    "mixed.test": MxClass.MIXED,
+    "broken.test": MxClass.SERVFAIL,
+    "nowhere.test": MxClass.NXDOMAIN,
 }
-
-
-@dataclass
-class FakeSource:
-    """An MxSource answering from a table, counting the queries it gets."""
-
-    answers: dict[str, MxLookup] = field(default_factory=lambda: dict(LOOKUPS))
-    timeout: float = 1.0
-    queries: list[str] = field(default_factory=list)
-
-    def lookup(self, domain: str) -> MxLookup:
-        self.queries.append(domain)
-        return self.answers.get(domain, MxLookup(MxClass.NXDOMAIN, 60.0, "NXDOMAIN"))
 
 
 class Clock:
@@ -74,7 +65,7 @@ def make_rig(
 ) -> Rig:
     registry = CollectorRegistry()
     metrics = Metrics(registry, VERSIONS)
-    source = FakeSource()
+    source = FakeSource(LOOKUPS)
     clock = Clock()
     cache = LookupCache(1000, 5.0, 3600.0, failure_ttl, clock=clock)
     health = DnsHealth(trip_after, 60.0, clock=clock)
@@ -108,6 +99,11 @@ def test_every_label_value_is_pre_initialised_to_zero() -> None:
         assert rig.value("nullmx_dns_lookups_total", result=mx_class.value) == 0
     for code, enhanced in REPLY_CODES:
         assert rig.value("nullmx_replies_total", code=code, enhanced=enhanced) == 0
+        for frontend in FRONTENDS:
+            labels = {"frontend": frontend, "code": code, "enhanced": enhanced}
+            assert rig.value("nullmx_frontend_replies_total", **labels) == 0
+    for result in POLICY_REQUEST_RESULTS:
+        assert rig.value("nullmx_policy_requests_total", result=result) == 0
     for result in CACHE_RESULTS:
         assert rig.value("nullmx_cache_requests_total", result=result) == 0
     for stage in CALLBACK_STAGES:
@@ -149,7 +145,7 @@ def test_engine_counts_verdicts_lookups_cache_and_latency() -> None:
     decisions = [rig.engine.check_recipient(argument) for argument in arguments]
     for decision in decisions:
         if decision.reply is not None:
-            rig.metrics.count_reply(decision.reply)
+            rig.metrics.count_reply(decision.reply, "milter")
 
     assert rig.source.queries == [
         "null.test",
@@ -186,7 +182,7 @@ def test_sender_checks_and_tempfail_replies_are_counted() -> None:
     rig = make_rig(on_dns_error=OnDnsError.TEMPFAIL)
     decision = rig.engine.check_recipient("<a@broken.test>")
     assert decision.reply is not None
-    rig.metrics.count_reply(decision.reply)
+    rig.metrics.count_reply(decision.reply, "milter")
     rig.engine.check_sender("<b@null.test>")
     assert rig.value("nullmx_recipients_total", verdict="tempfailed") == 1
     assert rig.value("nullmx_replies_total", code="451", enhanced="4.4.3") == 1
@@ -197,7 +193,7 @@ def test_sender_checks_and_tempfail_replies_are_counted() -> None:
 
 def test_fail_fast_is_counted_and_skips_the_query() -> None:
     rig = make_rig(trip_after=2, failure_ttl=0.0)
-    rig.source.answers.update({f"slow{index}.test": LOOKUPS["slow.test"] for index in range(5)})
+    rig.source.answers.update({f"slow{index}.test": MxClass.TIMEOUT for index in range(5)})
     for index in range(5):
         rig.engine.check_recipient(f"<a@slow{index}.test>")
     # Two timeouts trip the breaker; the clock stands still, so no probe is due after that.

@@ -15,7 +15,9 @@ from nullmx_milter.reply import Reply
 
 # Every reply the engine can build; codes are fixed, only the text is configurable.
 REPLY_CODES = (("556", "5.1.10"), ("550", "5.7.27"), ("451", "4.4.3"))
-CALLBACK_STAGES = ("connect", "envfrom", "envrcpt", "data", "close")
+CALLBACK_STAGES = ("envfrom", "envrcpt", "policy")
+FRONTENDS = ("milter", "policy")
+POLICY_REQUEST_RESULTS = ("ok", "malformed")
 CACHE_RESULTS = ("hit", "miss", "coalesced")
 LATENCY_BUCKETS = (
     0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
@@ -36,6 +38,26 @@ class Metrics:
         )
         self._replies = {pair: replies.labels(*pair) for pair in REPLY_CODES}
         self._reply_family = replies
+        frontend_replies = Counter(
+            "nullmx_frontend_replies",
+            "SMTP replies emitted, by front end (milter, policy), reply code and enhanced code.",
+            ["frontend", "code", "enhanced"],
+            registry=registry,
+        )
+        self._frontend_replies = {
+            (frontend, *pair): frontend_replies.labels(frontend, *pair)
+            for frontend in FRONTENDS
+            for pair in REPLY_CODES
+        }
+        policy_requests = Counter(
+            "nullmx_policy_requests",
+            "Postfix policy service requests, by result (malformed ones are answered DUNNO).",
+            ["result"],
+            registry=registry,
+        )
+        self._policy_requests = {
+            result: policy_requests.labels(result) for result in POLICY_REQUEST_RESULTS
+        }
         recipients = Counter(
             "nullmx_recipients",
             "Envelope recipients checked, by verdict.",
@@ -97,9 +119,13 @@ class Metrics:
         prometheus_client.ProcessCollector(registry=registry)
         self.registry = registry
 
-    def count_reply(self, reply: Reply) -> None:
-        """One SMTP reply was sent to the MTA."""
+    def count_reply(self, reply: Reply, frontend: str) -> None:
+        """One SMTP reply was sent to the MTA by `frontend` ("milter" or "policy")."""
         self._replies[(reply.code, reply.enhanced)].inc()
+        self._frontend_replies[(frontend, reply.code, reply.enhanced)].inc()
+
+    def count_policy_request(self, result: str) -> None:
+        self._policy_requests[result].inc()
 
     def count_recipient(self, verdict: Verdict) -> None:
         self._recipients[verdict].inc()
