@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -234,3 +236,15 @@ def test_connections_and_callback_errors() -> None:
     assert rig.value("nullmx_milter_connections_active") == 1
     assert rig.value("nullmx_callback_errors_total", stage="envrcpt") == 1
     assert rig.value("nullmx_callback_errors_total", stage="envfrom") == 0
+
+
+def test_readme_metrics_table_lists_every_metric() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    table = readme[readme.index("### Metrics") : readme.index("### Status")]
+    documented = set(re.findall(r"^\| `(nullmx_\w+)`", table, re.MULTILINE))
+    exported = set()
+    for family in make_rig().registry.collect():
+        if family.name.startswith("nullmx_"):
+            suffix = {"counter": "_total", "info": "_info"}.get(family.type, "")
+            exported.add(family.name + suffix)
+    assert documented == exported
