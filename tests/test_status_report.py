@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import threading
+import time
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -18,6 +20,7 @@ from nullmx_milter.status_report import (
     MIN_RECENT_LOOKUPS,
     SUCCESS_GRACE,
     StatusFacts,
+    StatusReport,
     StatusSource,
     build_report,
     dns_problem,
@@ -171,3 +174,29 @@ def test_source_reads_live_health_cache_and_counters() -> None:
     assert "dns health: failing fast;" in failing.text()
     health.record(MxClass.MX, 0.003)
     assert source.report().healthy
+
+
+def test_report_is_cheap_and_needs_no_lookup_path_lock() -> None:
+    config = load_config(None)
+    metrics = Metrics(CollectorRegistry(), runtime_versions("1.0.5", "1.0.1"))
+    health = DnsHealth(5, 1.0)
+    for _ in range(200):
+        health.record(MxClass.MX, 0.002)
+    cache = LookupCache(10, 5.0, 60.0, 5.0)
+    source = StatusSource(config, ("127.0.0.1:53",), health, cache, metrics)
+    reports: list[StatusReport] = []
+    elapsed: list[float] = []
+
+    def build_many() -> None:
+        started = time.perf_counter()
+        reports.extend(source.report() for _ in range(100))
+        elapsed.append(time.perf_counter() - started)
+
+    # The cache's lock is the lookup path's; a report built while it is held must not wait.
+    with cache._lock:
+        worker = threading.Thread(target=build_many)
+        worker.start()
+        worker.join(10)
+    assert not worker.is_alive()
+    assert len(reports) == 100
+    assert elapsed[0] / 100 < 0.005, "a report should take well under 5 ms (~0.1 ms here)"
