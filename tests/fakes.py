@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from prometheus_client import CollectorRegistry
 
 from nullmx_milter.cache import LookupCache
@@ -22,18 +24,20 @@ TEST_VERSIONS = {"version": "t", "pymilter": "t", "libmilter": "t", "python": "t
 
 
 class FakeSource:
-    """Classifies by ANSWERS (IMPLICIT otherwise); raises for 'bug.example' to stand for a bug."""
+    """Classifies by `answers` (default ANSWERS; IMPLICIT otherwise); raises for 'bug.example'
+    to stand for a bug."""
 
     timeout = 1.0
 
-    def __init__(self) -> None:
+    def __init__(self, answers: Mapping[str, MxClass] | None = None) -> None:
+        self.answers = dict(ANSWERS if answers is None else answers)
         self.queries: list[str] = []
 
     def lookup(self, domain: str) -> MxLookup:
         self.queries.append(domain)
         if domain == "bug.example":
             raise RuntimeError("a bug")
-        return MxLookup(ANSWERS.get(domain, MxClass.IMPLICIT), 60.0, "fake")
+        return MxLookup(self.answers.get(domain, MxClass.IMPLICIT), 60.0, "fake")
 
 
 def fake_engine(

@@ -26,6 +26,7 @@ from nullmx_milter.metrics import Metrics, runtime_versions
 from nullmx_milter.milter_adapter import milter_class
 from nullmx_milter.policy import NullMxPolicy
 from nullmx_milter.policy_service import PolicyResponder, PolicyServer
+from nullmx_milter.status_report import StatusSource
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +130,16 @@ def serve(config: Config) -> int:
     components = build(config)
     metrics_server = None
     if config.metrics.listen:
-        metrics_server = MetricsServer(config.metrics.listen, components.metrics.registry)
+        status = StatusSource(
+            config,
+            components.resolver.nameservers,
+            components.health,
+            components.cache,
+            components.metrics,
+        )
+        metrics_server = MetricsServer(
+            config.metrics.listen, components.metrics.registry, status.report
+        )
         metrics_server.start()
     policy_server = None
     if config.policy_service.listen:

@@ -29,6 +29,7 @@ class Metrics:
     """All of the milter's metrics; children are bound once so the hot path only increments."""
 
     def __init__(self, registry: CollectorRegistry, versions: dict[str, str]) -> None:
+        self.versions = dict(versions)
         replies = Counter(
             "nullmx_replies",
             "SMTP replies emitted, by reply code and enhanced status code.",
@@ -36,6 +37,7 @@ class Metrics:
             registry=registry,
         )
         self._replies = {pair: replies.labels(*pair) for pair in REPLY_CODES}
+        self._reply_family = replies
         frontend_replies = Counter(
             "nullmx_frontend_replies",
             "SMTP replies emitted, by front end (milter, policy), reply code and enhanced code.",
@@ -63,6 +65,7 @@ class Metrics:
             registry=registry,
         )
         self._recipients = {verdict: recipients.labels(verdict.value) for verdict in Verdict}
+        self._recipient_family = recipients
         senders = Counter(
             "nullmx_sender_checks",
             "Envelope senders checked, by verdict.",
@@ -90,6 +93,7 @@ class Metrics:
             registry=registry,
         )
         self._cache = {result: cache.labels(result) for result in CACHE_RESULTS}
+        self._cache_family = cache
         self._cache_entries = Gauge(
             "nullmx_cache_entries", "Domains in the MX cache.", registry=registry
         )
@@ -157,12 +161,27 @@ class Metrics:
     def reply_counts(self) -> dict[tuple[str, str], float]:
         """Replies emitted so far, by (code, enhanced), for the status report."""
         return {
-            (code, enhanced): self.registry.get_sample_value(
-                "nullmx_replies_total", {"code": code, "enhanced": enhanced}
-            )
-            or 0.0
-            for code, enhanced in REPLY_CODES
+            (labels["code"], labels["enhanced"]): value
+            for labels, value in _totals(self._reply_family)
         }
+
+    def recipient_counts(self) -> dict[str, float]:
+        """Recipients checked so far, by verdict."""
+        return {labels["verdict"]: value for labels, value in _totals(self._recipient_family)}
+
+    def cache_counts(self) -> dict[str, float]:
+        """Cache requests so far, by result (hit, miss, coalesced)."""
+        return {labels["result"]: value for labels, value in _totals(self._cache_family)}
+
+
+def _totals(counter: Counter) -> list[tuple[dict[str, str], float]]:
+    """A counter's `_total` samples; collects only this family, not the process collector."""
+    return [
+        (sample.labels, sample.value)
+        for family in counter.collect()
+        for sample in family.samples
+        if sample.name.endswith("_total")
+    ]
 
 
 def runtime_versions(pymilter: str, libmilter: str) -> dict[str, str]:
