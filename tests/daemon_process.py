@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-import shutil
+import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 
 from knot import free_port
 
-CONSOLE_SCRIPT = shutil.which("nullmx-milter") or str(
-    Path(__file__).resolve().parent.parent / ".venv" / "bin" / "nullmx-milter"
-)
+# The console script installed beside the Python running the tests (the venv's), never
+# another nullmx-milter that happens to be on PATH.
+CONSOLE_SCRIPT = str(Path(sys.executable).parent / "nullmx-milter")
 
 
 def toml_config(
@@ -58,12 +60,16 @@ class MilterDaemon:
         self.log_path = workdir / "milter.log"
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> MilterDaemon:
+    def start(self, env: Mapping[str, str] | None = None, wait: bool = True) -> MilterDaemon:
+        """Start it (with extra environment `env`); unless `wait` is off, poll until it serves."""
         self.process = subprocess.Popen(
             [CONSOLE_SCRIPT, "run", "--allow-root", "--config", str(self.config_path)],
             stdout=subprocess.DEVNULL,
             stderr=self.log_path.open("wb"),
+            env={**os.environ, **(env or {})},
         )
+        if not wait:
+            return self
         try:
             wait_for_port(self.milter_port)
             wait_for_port(self.metrics_port)
@@ -79,6 +85,13 @@ class MilterDaemon:
         url = f"http://127.0.0.1:{self.metrics_port}/metrics"
         with urllib.request.urlopen(url, timeout=5) as response:
             return str(response.read().decode())
+
+    def terminate(self) -> subprocess.Popen[bytes] | None:
+        """Send SIGTERM without waiting (libmilter takes seconds to exit); returns the process."""
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        return process
 
     def stop(self) -> int | None:
         """SIGTERM and wait; returns the exit status."""

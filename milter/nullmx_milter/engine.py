@@ -43,12 +43,14 @@ class NullMxEngine:
         return decision
 
 
-def log_decision(decision: Decision, role: Role, argument: str, context: Callable[[], str]) -> None:
+def log_decision(
+    decision: Decision, role: Role, argument: str, context: str | Callable[[], str]
+) -> None:
     """One key=value line per decision: DEBUG for plain accepts, INFO for anything notable.
 
-    `context()` (connection and queue id) is only called when the line is logged: it costs
-    a getsymval on the per-recipient path. The raw argument is attacker-controlled: %a
-    escapes CR, LF and non-ASCII.
+    `context` (connection and queue id) may be a function, called only when the line is
+    logged: the milter's costs a getsymval on the per-recipient path. The raw argument is
+    attacker-controlled: %a escapes CR, LF and non-ASCII.
     """
     lookup = decision.lookup
     notable = (
@@ -62,7 +64,7 @@ def log_decision(decision: Decision, role: Role, argument: str, context: Callabl
     log.log(
         level,
         "%s role=%s verdict=%s reason=%s domain=%s mx=%a problem=%a addr=%a",
-        context(),
+        context if isinstance(context, str) else context(),
         role.value,
         decision.verdict.value,
         decision.reason,
