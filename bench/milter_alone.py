@@ -76,7 +76,7 @@ class MilterAloneResults:
     memory: dict[str, float] = field(default_factory=dict)
 
 
-def _cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int) -> float:
     """utime + stime of a process, in seconds."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / 100
@@ -193,10 +193,10 @@ def measure_load(
     address: tuple[str, int], pid: int, recipients: list[list[str]], rate: float | None = None
 ) -> tuple[LoadResult, float]:
     """One load run and the milter process's CPU seconds during it."""
-    cpu_before = _cpu_seconds(pid)
+    cpu_before = cpu_seconds(pid)
     result = run_load(address, recipients, rate=rate)
     _expect_answers(result, sum(len(batch) for batch in recipients))
-    return result, _cpu_seconds(pid) - cpu_before
+    return result, cpu_seconds(pid) - cpu_before
 
 
 def do_nothing_rows(name: str, command: list[str], port: int, sizes: Sizes) -> list[Row]:

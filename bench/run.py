@@ -15,7 +15,8 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
 
 from milter_alone import SMOKE, Sizes, run_milter_alone  # noqa: E402
-from report import render, write_readme  # noqa: E402
+from report import postfix_section, render, write_readme  # noqa: E402
+from through_postfix import POSTFIX_SMOKE, PostfixSizes, run_through_postfix  # noqa: E402
 
 
 def build_null_milter(workdir: Path) -> Path:
@@ -34,14 +35,21 @@ def main() -> int:
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: does the harness work")
     parser.add_argument("--readme", type=Path, help="README to write the results into")
     parser.add_argument("--workdir", type=Path, help="scratch directory (default: a temp dir)")
+    parser.add_argument("--only", choices=("alone", "postfix"), help="run one part only")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="nullmx-bench-") as scratch:
         workdir = args.workdir or Path(scratch)
         workdir.mkdir(parents=True, exist_ok=True)
         null_milter = build_null_milter(workdir)
-        sizes = SMOKE if args.smoke else Sizes()
-        alone = run_milter_alone(workdir, null_milter, sizes)
-    block = render(alone)
+        postfix = ""
+        if args.only != "alone":
+            postfix_sizes = POSTFIX_SMOKE if args.smoke else PostfixSizes()
+            postfix = postfix_section(run_through_postfix(null_milter, postfix_sizes))
+            print(postfix, flush=True)
+        alone = None
+        if args.only != "postfix":
+            alone = run_milter_alone(workdir, null_milter, SMOKE if args.smoke else Sizes())
+    block = render(alone, postfix)
     print(block)
     if args.readme:
         write_readme(args.readme, block)
