@@ -9,6 +9,7 @@ import pytest
 
 from daemon_process import MilterDaemon
 from knot import BlackHole, KnotServer
+from mta_stack import MtaStack
 
 StartDaemon = Callable[..., MilterDaemon]
 
@@ -44,3 +45,11 @@ def start_daemon(tmp_path: Path) -> Iterator[StartDaemon]:
     yield start
     for daemon in started:
         daemon.stop()
+
+
+@pytest.fixture(scope="session")
+def mta_stack() -> Iterator[MtaStack]:
+    """A network namespace with Knot on 127.0.0.1:53 and smtp-sink, for real-MTA tests."""
+    stack = MtaStack("mta").start()
+    yield stack
+    stack.stop()
