@@ -101,13 +101,20 @@ class SmtpSink:
             wait_for_smtp(self.port)
         return self
 
-    def recipients(self) -> list[str]:
-        """Every envelope recipient the sink accepted so far, in order."""
+    def _envelope(self, header: str) -> list[str]:
         found: list[str] = []
         for dump in sorted(self.dumps.iterdir(), key=lambda path: path.stat().st_mtime_ns):
             text = dump.read_text(errors="replace")
-            found += re.findall(r"^X-Rcpt-Args: <([^>]*)>", text, re.MULTILINE)
+            found += re.findall(rf"^{header}: <([^>]*)>", text, re.MULTILINE)
         return found
+
+    def recipients(self) -> list[str]:
+        """Every envelope recipient the sink accepted so far, in order."""
+        return self._envelope("X-Rcpt-Args")
+
+    def senders(self) -> list[str]:
+        """Every envelope sender so far, "<>" for bounces."""
+        return [sender or "<>" for sender in self._envelope("X-Mail-Args")]
 
     def wait_for_recipients(
         self, done: Callable[[list[str]], bool], timeout: float = 20.0

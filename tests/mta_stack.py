@@ -56,6 +56,12 @@ class MtaStack:
         path.mkdir(mode=0o755)
         return path
 
+    def run_folder(self) -> Path:
+        """A folder below /run: Sendmail refuses sockets under world-writable /tmp."""
+        path = Path("/run") / self.netns.name
+        path.mkdir(mode=0o755, exist_ok=True)
+        return path
+
     def milter(
         self, extra_config: str = "", unix_socket: Path | None = None, start: bool = True
     ) -> MilterDaemon:
@@ -101,6 +107,7 @@ class MtaStack:
         with contextlib.suppress(OSError):
             self.netns.delete()
         shutil.rmtree(self.workdir, ignore_errors=True)
+        shutil.rmtree(Path("/run") / self.netns.name, ignore_errors=True)
 
 
 def tagged(tag: str, addresses: list[str]) -> list[str]:

@@ -163,6 +163,7 @@ def test_milter_killed_mid_session_tempfails_then_retry_delivers(setup: PostfixS
 def assert_nothing_queued_or_bounced(setup: PostfixSetup, tag: str) -> None:
     assert "Mail queue is empty" in setup.postfix.queue()
     assert not [r for r in setup.stack.sink.recipients() if r.startswith(tag)]
+    assert "<>" not in setup.stack.sink.senders()
     assert "status=bounced" not in setup.postfix.log()
     assert "sender non-delivery notification" not in setup.postfix.log()
 
