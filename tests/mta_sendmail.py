@@ -21,7 +21,7 @@ SENDMAIL = CACHE / "root" / "usr" / "libexec" / "sendmail" / "sendmail"
 CF_DIR = CACHE / "root" / "usr" / "share" / "sendmail" / "cf"
 # The shipped wiring (README "Use with Sendmail"): the tests include this very file.
 SHIPPED_MC = REPO / "config" / "sendmail" / "nullmx-milter.mc"
-SHIPPED_SOCKET = "S=inet:8894@127.0.0.1"
+SHIPPED_SOCKET = "S=unix:/run/nullmx-milter/nullmx-milter.sock"
 
 
 def fetch_sendmail() -> Path:

@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import shutil
 import smtplib
+import statistics
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -152,3 +154,20 @@ def send_transaction(
     else:
         client.rset()
     return Transaction(mail, rcpt, data)
+
+
+def median_message_seconds(
+    client: smtplib.SMTP, sender: str, recipient: str, count: int = 30
+) -> float:
+    """Median wall time of MAIL + RCPT + DATA for `count` messages in one SMTP session."""
+    client.ehlo_or_helo_if_needed()
+    seconds: list[float] = []
+    for _ in range(count):
+        start = time.perf_counter()
+        client.mail(sender)
+        client.rcpt(recipient)
+        code, text = client.data(b"Subject: latency\r\n\r\nHello.\r\n")
+        seconds.append(time.perf_counter() - start)
+        if code != 250:
+            raise AssertionError(f"message not accepted: {code} {text!r}")
+    return statistics.median(seconds)
