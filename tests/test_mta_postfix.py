@@ -32,6 +32,7 @@ UNIX_PORT = 26  # chrooted as Debian ships smtpd; the milter on a unix socket in
 RESTRICTION_PORT = 27  # reject_unknown_recipient_domain beside the milter
 DOWN_PORT = 28  # the milter's socket has nobody behind it
 KILL_PORT = 29  # a milter the test kills mid-session
+UNIX_PLAIN_PORT = 31  # the same unix socket and path, smtpd not chrooted
 # The relative path works chrooted and not: Postfix daemons run in the queue directory.
 UNIX_SOCKET = "nullmx-milter/nullmx-milter.sock"
 SENDER = "sender@real.test"
@@ -58,6 +59,7 @@ def setup(mta_stack: MtaStack) -> Iterator[PostfixSetup]:
     kill_milter = mta_stack.milter(start=False)
     master_cf = (
         listener(UNIX_PORT, f"smtpd_milters=unix:{UNIX_SOCKET}", chroot=True)
+        + listener(UNIX_PLAIN_PORT, f"smtpd_milters=unix:{UNIX_SOCKET}")
         + listener(RESTRICTION_PORT, "smtpd_recipient_restrictions=reject_unknown_recipient_domain")
         + listener(DOWN_PORT, f"smtpd_milters={DEAD_MILTER}")
         + listener(KILL_PORT, f"smtpd_milters={postfix_socket(kill_milter)}")
@@ -92,7 +94,12 @@ def expected_reply(setup: PostfixSetup, recipient: str) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    "port", [pytest.param(TCP_PORT, id="tcp"), pytest.param(UNIX_PORT, id="unix-chroot")]
+    "port",
+    [
+        pytest.param(TCP_PORT, id="tcp"),
+        pytest.param(UNIX_PORT, id="unix-chroot"),
+        pytest.param(UNIX_PLAIN_PORT, id="unix"),
+    ],
 )
 def test_one_transaction_rejects_exactly_the_null_mx_recipients(
     setup: PostfixSetup, port: int
