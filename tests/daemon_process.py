@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Sequence
@@ -13,9 +13,9 @@ from pathlib import Path
 
 from knot import free_port
 
-CONSOLE_SCRIPT = shutil.which("nullmx-milter") or str(
-    Path(__file__).resolve().parent.parent / ".venv" / "bin" / "nullmx-milter"
-)
+# The console script installed beside the Python running the tests (the venv's), never
+# another nullmx-milter that happens to be on PATH.
+CONSOLE_SCRIPT = str(Path(sys.executable).parent / "nullmx-milter")
 
 
 def toml_config(
@@ -124,6 +124,13 @@ class MilterDaemon:
         url = f"http://127.0.0.1:{self.metrics_port}/metrics"
         with urllib.request.urlopen(url, timeout=5) as response:
             return str(response.read().decode())
+
+    def terminate(self) -> subprocess.Popen[bytes] | None:
+        """Send SIGTERM without waiting (libmilter takes seconds to exit); returns the process."""
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        return process
 
     def stop(self) -> int | None:
         """SIGTERM and wait; returns the exit status."""

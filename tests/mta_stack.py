@@ -11,6 +11,7 @@ import contextlib
 import shutil
 import smtplib
 import statistics
+import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
@@ -98,12 +99,15 @@ class MtaStack:
             )
 
     def stop(self) -> None:
-        for daemon in self.milters:
-            # SIGTERM first to all: each takes seconds to exit, so let them do it together.
-            if daemon.process is not None and daemon.process.poll() is None:
-                daemon.process.terminate()
-        for daemon in self.milters:
-            daemon.stop()
+        # SIGTERM to all first: each takes seconds to exit, so let them do it together.
+        stopping = [daemon.terminate() for daemon in self.milters]
+        for process in stopping:
+            if process is not None:
+                try:
+                    process.wait(20)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
         self.sink.stop()
         self.knot.stop()
         with contextlib.suppress(OSError):
