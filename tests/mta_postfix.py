@@ -22,6 +22,9 @@ REPO = Path(__file__).resolve().parent.parent
 SHIPPED_MAIN_CF = REPO / "config" / "postfix" / "main.cf"
 # The socket the shipped main.cf names; tests swap in their own.
 SHIPPED_SOCKET = "inet:127.0.0.1:8894"
+# The unix socket of config/postfix/master.cf.notes, relative to the queue directory: Postfix
+# daemons run there, so the same path works with smtpd chrooted or not.
+UNIX_SOCKET = "nullmx-milter/nullmx-milter.sock"
 
 # The services a relay needs, unchrooted (listener() may chroot an smtpd).
 _MASTER_CF = """\

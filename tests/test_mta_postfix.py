@@ -14,7 +14,7 @@ import pytest
 
 from daemon_process import MilterDaemon
 from milter_client import MilterClient
-from mta_postfix import PostfixInstance, listener, shipped_main_cf
+from mta_postfix import UNIX_SOCKET, PostfixInstance, listener, shipped_main_cf
 from mta_stack import (
     DELIVERABLE,
     NULL_MX,
@@ -33,8 +33,6 @@ RESTRICTION_PORT = 27  # reject_unknown_recipient_domain beside the milter
 DOWN_PORT = 28  # the milter's socket has nobody behind it
 KILL_PORT = 29  # a milter the test kills mid-session
 UNIX_PLAIN_PORT = 31  # the same unix socket and path, smtpd not chrooted
-# The relative path works chrooted and not: Postfix daemons run in the queue directory.
-UNIX_SOCKET = "nullmx-milter/nullmx-milter.sock"
 SENDER = "sender@real.test"
 # Nothing listens on the discard port in the test's own network namespace.
 DEAD_MILTER = "inet:127.0.0.1:9"
