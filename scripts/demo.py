@@ -27,6 +27,7 @@ def heading(text: str) -> None:
 def main() -> int:
     stack = MtaStack("demo")
     postfix: PostfixInstance | None = None
+    ok = False
     try:
         heading("starting Knot DNS, nullmx-milter, smtp-sink and Postfix in a network namespace")
         stack.start()
@@ -82,12 +83,14 @@ def main() -> int:
                 else "UNEXPECTED RESULT"
             )
         )
-        return 0 if ok else 1
     finally:
-        heading("tearing down")
+        # Tear down before printing: a closed stdout (`make demo | head`) must not leave
+        # the namespace and its processes behind.
         if postfix is not None:
             postfix.stop()
         stack.stop()
+    heading("torn down: processes stopped, namespace and files removed")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

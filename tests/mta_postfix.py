@@ -270,6 +270,7 @@ default_process_limit = 20
         self.netns.run(["postqueue", "-c", str(self.config_dir), "-f"])
 
     def stop(self) -> None:
-        if self.started:
+        """`postfix stop` (it signals this instance's master, by its pid file), if it runs."""
+        if self.started or (self.queue_dir / "pid" / "master.pid").exists():
             self.postfix("stop")
-            self.started = False
+        self.started = False
