@@ -16,7 +16,6 @@ from pathlib import Path
 
 from netns import FQDN, NetNamespace
 
-POSTFIX_DAEMONS = Path("/usr/lib/postfix/sbin")
 REPO = Path(__file__).resolve().parent.parent
 # The shipped wiring (README "Use with Postfix"): the tests apply these very files.
 SHIPPED_MAIN_CF = REPO / "config" / "postfix" / "main.cf"
