@@ -42,3 +42,11 @@ clean:
 ## make demo: DNS + milter + Postfix in a network namespace, one message, transcript + metrics
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
+
+## make deb: the Debian package (debian/) into dist/; make dist: sdist + wheel into dist/
+.PHONY: deb dist
+deb: deps
+	scripts/build-deb dist
+
+dist: $(STAMP)
+	$(BIN)/python -m build --outdir dist .

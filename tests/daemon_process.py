@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from knot import free_port
@@ -93,7 +94,8 @@ class MilterDaemon:
             return f"unix:{self.unix_socket}"
         return f"inet:{self.milter_port}@127.0.0.1"
 
-    def start(self) -> MilterDaemon:
+    def start(self, env: Mapping[str, str] | None = None, wait: bool = True) -> MilterDaemon:
+        """Start it (with extra environment `env`); unless `wait` is off, poll until it serves."""
         self.process = subprocess.Popen(
             [
                 *self.command_prefix,
@@ -105,7 +107,10 @@ class MilterDaemon:
             ],
             stdout=subprocess.DEVNULL,
             stderr=self.log_path.open("wb"),
+            env={**os.environ, **(env or {})},
         )
+        if not wait:
+            return self
         try:
             if self.unix_socket is not None:
                 wait_for_unix_socket(self.unix_socket)

@@ -15,9 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
-from test_daemon_integration import metric
-
 from daemon_process import CONSOLE_SCRIPT, MilterDaemon
+from exposition import metric
 from knot import KnotServer
 from milter_client import MilterClient
 from prometheus_tools import (
