@@ -20,13 +20,15 @@ CONSOLE_SCRIPT = str(Path(sys.executable).parent / "nullmx-milter")
 
 
 def toml_config(
-    nameservers: list[str], milter_socket: str, metrics_port: int, extra: str = ""
+    nameservers: list[str], milter_port: int | str, metrics_port: int, extra: str = ""
 ) -> str:
     """A config for tests: loopback ports and the test DNS servers; `extra` adds tables.
 
+    `milter_port` is a TCP port on 127.0.0.1 or a whole libmilter socket spec.
     `extra` may hold [policy], [cache] or [log] tables; [milter], [dns] and [metrics] are set here.
     """
     servers = ", ".join(f'"{server}"' for server in nameservers)
+    milter_socket = milter_port if isinstance(milter_port, str) else f"inet:{milter_port}@127.0.0.1"
     return (
         f'[milter]\nsocket = "{milter_socket}"\n'
         f"[dns]\nnameservers = [{servers}]\ntimeout = 1.0\n"
