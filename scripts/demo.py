@@ -31,15 +31,15 @@ def main() -> int:
     try:
         heading("starting Knot DNS, nullmx-milter, smtp-sink and Postfix in a network namespace")
         stack.start()
-        milter = stack.milter()
         postfix = PostfixInstance(
             stack.netns,
             stack.folder("postfix"),
             next_hop=stack.sink.port,
-            main_cf=shipped_main_cf(f"inet:127.0.0.1:{milter.milter_port}"),
+            main_cf=shipped_main_cf(),
         ).start()
+        milter = stack.milter(unix_socket=postfix.milter_socket())
         print(f"namespace {stack.netns.name}: Postfix on 127.0.0.1:{postfix.port}")
-        print(f"main.cf += config/postfix/main.cf, smtpd_milters -> {milter.libmilter_socket}")
+        print(f"main.cf += config/postfix/main.cf; the milter on {milter.libmilter_socket}")
 
         heading(f"swaks: one message to <{GOOD}> (real MX) and <{NULL_MX}> (null MX)")
         swaks = stack.netns.run(

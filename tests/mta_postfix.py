@@ -17,12 +17,10 @@ from pathlib import Path
 from netns import FQDN, NetNamespace
 
 REPO = Path(__file__).resolve().parent.parent
-# The shipped wiring (README "Use with Postfix"): the tests apply these very files.
+# The shipped wiring (README "Use with Postfix"): the tests apply this very file, verbatim.
 SHIPPED_MAIN_CF = REPO / "config" / "postfix" / "main.cf"
-# The socket the shipped main.cf names; tests swap in their own.
-SHIPPED_SOCKET = "inet:127.0.0.1:8894"
-# The unix socket of config/postfix/master.cf.notes, relative to the queue directory: Postfix
-# daemons run there, so the same path works with smtpd chrooted or not.
+# The unix socket the shipped main.cf names, relative to the queue directory: Postfix daemons
+# run there, so the same path works with smtpd chrooted or not (master.cf.notes).
 UNIX_SOCKET = "nullmx-milter/nullmx-milter.sock"
 
 # The services a relay needs, unchrooted (listener() may chroot an smtpd).
@@ -60,12 +58,12 @@ def listener(port: int, *options: str, chroot: bool = False) -> str:
 _CHROOT_ETC = ("resolv.conf", "hosts", "nsswitch.conf", "services", "host.conf", "localtime")
 
 
-def shipped_main_cf(milter_socket: str) -> str:
-    """config/postfix/main.cf with the test's milter socket in place of the shipped one."""
+def shipped_main_cf() -> str:
+    """config/postfix/main.cf, whose smtpd_milters is the unix socket UNIX_SOCKET."""
     text = SHIPPED_MAIN_CF.read_text()
-    if SHIPPED_SOCKET not in text:
-        raise ValueError(f"{SHIPPED_MAIN_CF} no longer names {SHIPPED_SOCKET}")
-    return text.replace(SHIPPED_SOCKET, milter_socket)
+    if f"\nsmtpd_milters = unix:{UNIX_SOCKET}\n" not in text:
+        raise ValueError(f"{SHIPPED_MAIN_CF} no longer names unix:{UNIX_SOCKET}")
+    return text
 
 
 class SmtpSink:
@@ -248,6 +246,15 @@ default_process_limit = 20
         with self.netns.entered():
             wait_for_smtp(self.port)
         return self
+
+    def milter_socket(self) -> Path:
+        """Where the shipped main.cf expects the milter's socket, its folder made as Debian's
+        package makes it: setgid, group postfix, so the socket is postfix's to use."""
+        path = self.queue_dir / UNIX_SOCKET
+        path.parent.mkdir(exist_ok=True)
+        shutil.chown(path.parent, "root", "postfix")
+        path.parent.chmod(0o2750)
+        return path
 
     def log(self) -> str:
         return self.maillog.read_text(errors="replace")

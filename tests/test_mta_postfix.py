@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import grp
-import shutil
 import stat
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
@@ -26,13 +24,14 @@ from mta_stack import (
 
 pytestmark = pytest.mark.mta
 
-# One Postfix, one smtpd listener per setup (the shipped main.cf applies to all of them).
-TCP_PORT = 25  # the shipped main.cf as it is: the milter over TCP
-UNIX_PORT = 26  # chrooted as Debian ships smtpd; the milter on a unix socket in the queue dir
-RESTRICTION_PORT = 27  # reject_unknown_recipient_domain beside the milter
-DOWN_PORT = 28  # the milter's socket has nobody behind it
-KILL_PORT = 29  # a milter the test kills mid-session
-UNIX_PLAIN_PORT = 31  # the same unix socket and path, smtpd not chrooted
+# One Postfix, one smtpd listener per setup; main.cf is the shipped one for all of them.
+PLAIN_PORT = 25  # as shipped: the milter on the unix socket, smtpd not chrooted
+CHROOT_PORT = 26  # as shipped, smtpd chrooted as Debian ships it
+TCP_PORT = 27  # the milter over TCP
+RESTRICTION_PORT = 28  # reject_unknown_recipient_domain beside the milter (as shipped)
+DOWN_PORT = 29  # the milter's socket has nobody behind it
+KILL_PORT = 30  # a milter (TCP) the test kills mid-session
+NON_SMTPD_PORT = 31  # the second instance, with non_smtpd_milters
 SENDER = "sender@real.test"
 # Nothing listens on the discard port in the test's own network namespace.
 DEAD_MILTER = "inet:127.0.0.1:9"
@@ -42,8 +41,8 @@ DEAD_MILTER = "inet:127.0.0.1:9"
 class PostfixSetup:
     stack: MtaStack
     postfix: PostfixInstance
-    milter: MilterDaemon
-    unix_milter: MilterDaemon
+    milter: MilterDaemon  # on TCP
+    unix_milter: MilterDaemon  # where the shipped main.cf looks for it
     kill_milter: MilterDaemon
 
 
@@ -56,8 +55,8 @@ def setup(mta_stack: MtaStack) -> Iterator[PostfixSetup]:
     milter = mta_stack.milter()
     kill_milter = mta_stack.milter(start=False)
     master_cf = (
-        listener(UNIX_PORT, f"smtpd_milters=unix:{UNIX_SOCKET}", chroot=True)
-        + listener(UNIX_PLAIN_PORT, f"smtpd_milters=unix:{UNIX_SOCKET}")
+        listener(CHROOT_PORT, chroot=True)
+        + listener(TCP_PORT, f"smtpd_milters={postfix_socket(milter)}")
         + listener(RESTRICTION_PORT, "smtpd_recipient_restrictions=reject_unknown_recipient_domain")
         + listener(DOWN_PORT, f"smtpd_milters={DEAD_MILTER}")
         + listener(KILL_PORT, f"smtpd_milters={postfix_socket(kill_milter)}")
@@ -66,19 +65,13 @@ def setup(mta_stack: MtaStack) -> Iterator[PostfixSetup]:
         mta_stack.netns,
         mta_stack.folder("postfix"),
         next_hop=mta_stack.sink.port,
-        port=TCP_PORT,
-        main_cf=shipped_main_cf(postfix_socket(milter)),
+        port=PLAIN_PORT,
+        main_cf=shipped_main_cf(),
         master_cf=master_cf,
     )
     try:
         postfix.start()
-        # The production layout (config/postfix/master.cf.notes): a setgid directory of group
-        # postfix in the queue directory; the socket inherits the group, mode 0660.
-        socket_dir = postfix.queue_dir / Path(UNIX_SOCKET).parent
-        socket_dir.mkdir()
-        shutil.chown(socket_dir, "root", "postfix")
-        socket_dir.chmod(0o2750)
-        unix_milter = mta_stack.milter(unix_socket=postfix.queue_dir / UNIX_SOCKET)
+        unix_milter = mta_stack.milter(unix_socket=postfix.milter_socket())
         yield PostfixSetup(mta_stack, postfix, milter, unix_milter, kill_milter)
     finally:
         postfix.stop()
@@ -94,9 +87,9 @@ def expected_reply(setup: PostfixSetup, recipient: str) -> list[str]:
 @pytest.mark.parametrize(
     "port",
     [
+        pytest.param(PLAIN_PORT, id="unix"),
+        pytest.param(CHROOT_PORT, id="unix-chroot"),
         pytest.param(TCP_PORT, id="tcp"),
-        pytest.param(UNIX_PORT, id="unix-chroot"),
-        pytest.param(UNIX_PLAIN_PORT, id="unix"),
     ],
 )
 def test_one_transaction_rejects_exactly_the_null_mx_recipients(
@@ -180,7 +173,7 @@ def assert_nothing_queued_or_bounced(setup: PostfixSetup, tag: str) -> None:
 
 
 def test_reject_unknown_recipient_domain_answers_before_the_milter(setup: PostfixSetup) -> None:
-    before = setup.stack.metrics_text(setup.milter)
+    before = setup.stack.metrics_text(setup.unix_milter)
     null, mixed, real = "rurd@null.test", "rurd@mixed.test", "rurd@real.test"
     with setup.stack.smtp(RESTRICTION_PORT) as client:
         result = send_transaction(client, SENDER, [null, mixed, real])
@@ -192,9 +185,9 @@ def test_reject_unknown_recipient_domain_answers_before_the_milter(setup: Postfi
     # Postfix calls any "." exchange a null MX; the milter (RFC 7505) lets a mixed set through.
     assert result.rcpt[mixed][0].startswith("556 5.1.10 "), result.rcpt[mixed]
     assert result.rcpt[real] == ["250 2.1.5 Ok"]
-    after = setup.stack.metrics_text(setup.milter)
+    after = setup.stack.metrics_text(setup.unix_milter)
     assert recipients_counted(after) - recipients_counted(before) == 1
-    with setup.stack.smtp(TCP_PORT) as client:
+    with setup.stack.smtp(PLAIN_PORT) as client:
         assert send_transaction(client, SENDER, [mixed]).rcpt[mixed] == ["250 2.1.5 Ok"]
 
 
@@ -224,9 +217,8 @@ def test_non_smtpd_milters_holds_the_whole_message(
         mta_stack.netns,
         mta_stack.folder("postfix-non-smtpd"),
         next_hop=mta_stack.sink.port,
-        port=30,
-        main_cf=shipped_main_cf(postfix_socket(setup.milter))
-        + f"non_smtpd_milters = {postfix_socket(setup.milter)}\n",
+        port=NON_SMTPD_PORT,
+        main_cf=shipped_main_cf() + f"non_smtpd_milters = {postfix_socket(setup.milter)}\n",
     )
     recipients = tagged("nonsmtpd", ["real@real.test", "null@null.test"])
     try:
