@@ -106,17 +106,16 @@ def test_one_transaction_rejects_exactly_the_null_mx_recipients(
     for recipient in null_mx:
         lines = result.rcpt[recipient]
         assert len(lines) == 3, lines
-        assert all(line.startswith(("556-5.1.10 ", "556 5.1.10 ")) for line in lines[:-1]), lines
+        assert all(line.startswith("556-5.1.10 ") for line in lines[:-1]), lines
         assert lines[-1].startswith("556 5.1.10 "), lines
         assert lines == expected_reply(setup, recipient)
     assert result.data[0].startswith("250 2.0.0 Ok: queued as "), result.data
 
     delivered = setup.stack.sink.wait_for_recipients(lambda got: set(deliverable) <= set(got))
     assert sorted(r for r in delivered if r.startswith(f"{tag}-")) == sorted(deliverable)
-    log = setup.postfix.log()
+    rejects = [line for line in setup.postfix.log().splitlines() if "milter-reject: RCPT" in line]
     for recipient in null_mx:
-        assert "milter-reject: RCPT from" in log
-        assert f"to=<{recipient}>" in log
+        assert any(f"to=<{recipient}>" in line for line in rejects), recipient
 
 
 def test_unix_socket_is_usable_by_postfix_only(setup: PostfixSetup) -> None:
