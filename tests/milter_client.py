@@ -16,12 +16,14 @@ class MilterAnswer:
     kind: str
     code: str = ""
     text: str = ""
+    # "-" when the reply has more lines (the first line then reads "556-5.1.10 ...").
+    separator: str = " "
 
     def lines(self) -> list[str]:
         """The reply as SMTP lines, e.g. ['556-5.1.10 ...', '556 5.1.10 ...']."""
         if not self.code:
             return []
-        first = f"{self.code} {self.text}"
+        first = f"{self.code}{self.separator}{self.text}"
         return [line for line in first.split("\r\n") if line]
 
 
@@ -53,7 +55,7 @@ class MilterClient:
         kind = _KINDS.get(command, command)
         if kind != "reply":
             return MilterAnswer(kind)
-        return MilterAnswer(kind, fields["smtpcode"], fields["text"])
+        return MilterAnswer(kind, fields["smtpcode"], fields["text"], fields.get("space", " "))
 
     def mail(self, sender: str) -> MilterAnswer:
         if self.protocol & constants.SMFIP_NOMAIL:

@@ -174,6 +174,8 @@ def serve(config: Config) -> int:
         config.policy.mode.value,
         config.metrics.listen or "off",
     )
+    # libmilter creates a unix socket with the process umask: this makes it socket_mode.
+    os.umask(0o777 & ~config.milter.socket_mode)
     try:
         return _serve_milter(config.milter.name, config.milter.socket)
     finally:
