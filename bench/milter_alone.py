@@ -162,31 +162,43 @@ def knot_with_zone(workdir: Path, domains: int) -> Iterator[KnotServer]:
 
 @contextmanager
 def running_daemon(
-    workdir: Path, nameservers: list[str], extra: str = ""
+    workdir: Path, stopping: list[subprocess.Popen[bytes]], nameservers: list[str], extra: str = ""
 ) -> Iterator[MilterDaemon]:
+    """The real daemon; on the way out it gets SIGTERM and joins `stopping` (libmilter
+    takes seconds to exit: the caller waits for all of them at once)."""
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     daemon = MilterDaemon(workdir, nameservers, extra).start()
     try:
         yield daemon
     finally:
-        daemon.stop()
+        process = daemon.terminate()
+        if process is not None:
+            stopping.append(process)
+
+
+def wait_all(processes: list[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 @contextmanager
 def running_process(command: list[str], port: int) -> Iterator[subprocess.Popen[bytes]]:
-    """A do-nothing milter (or anything that listens on `port`) for the length of a block."""
+    """A do-nothing milter (or anything that listens on `port`) for the length of a block.
+
+    SIGKILL at the end: it holds no state, and pymilter takes seconds to obey SIGTERM.
+    """
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
     try:
         wait_for_port(port)
         yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        process.kill()
+        process.wait()
 
 
 def measure_load(
@@ -233,12 +245,16 @@ def baseline_rows(null_milter: Path, sizes: Sizes) -> list[Row]:
 
 
 def warm_and_cold_rows(
-    knot: KnotServer, workdir: Path, sizes: Sizes, first_domain: int
+    knot: KnotServer,
+    workdir: Path,
+    stopping: list[subprocess.Popen[bytes]],
+    sizes: Sizes,
+    first_domain: int,
 ) -> list[Row]:
     """Warm and cold RCPT rate/latency at each concurrency, and Knot's own answer time."""
     rows: list[Row] = []
     fresh = DomainCounter(first_domain)
-    with running_daemon(workdir / "daemon-load", [knot.nameserver]) as daemon:
+    with running_daemon(workdir / "daemon-load", stopping, [knot.nameserver]) as daemon:
         address = ("127.0.0.1", daemon.milter_port)
         pid = _daemon_pid(daemon)
         warm_set = fresh.take(sizes.warm_domains)
@@ -286,12 +302,16 @@ def warm_and_cold_rows(
 
 
 def coalescing(
-    knot: KnotServer, workdir: Path, sizes: Sizes, first_domain: int
+    knot: KnotServer,
+    workdir: Path,
+    stopping: list[subprocess.Popen[bytes]],
+    sizes: Sizes,
+    first_domain: int,
 ) -> dict[str, float]:
     """N concurrent RCPTs for one cold domain, counted at a proxy in front of Knot."""
     proxy = CountingDnsProxy(("127.0.0.1", knot.port), delay=0.2).start()
     try:
-        with running_daemon(workdir / "daemon-coalesce", [proxy.nameserver]) as daemon:
+        with running_daemon(workdir / "daemon-coalesce", stopping, [proxy.nameserver]) as daemon:
             name = domain(first_domain)
             recipients = [[f"user{index}@{name}"] for index in range(sizes.coalesce_rcpts)]
             result = run_load(("127.0.0.1", daemon.milter_port), recipients)
@@ -309,10 +329,12 @@ def coalescing(
         proxy.stop()
 
 
-def memory(knot: KnotServer, workdir: Path, sizes: Sizes) -> dict[str, float]:
+def memory(
+    knot: KnotServer, workdir: Path, stopping: list[subprocess.Popen[bytes]], sizes: Sizes
+) -> dict[str, float]:
     """RSS of a fresh daemon before and after caching `memory_domains` distinct domains."""
     extra = f"[cache]\nmax_entries = {sizes.memory_domains}\n"
-    with running_daemon(workdir / "daemon-memory", [knot.nameserver], extra) as daemon:
+    with running_daemon(workdir / "daemon-memory", stopping, [knot.nameserver], extra) as daemon:
         pid = _daemon_pid(daemon)
         address = ("127.0.0.1", daemon.milter_port)
         run_load(address, [["warmup@" + domain(1)]])
@@ -338,9 +360,14 @@ def run_milter_alone(workdir: Path, null_milter: Path, sizes: Sizes) -> MilterAl
     """Every milter-alone measurement, in one Knot's company."""
     results = MilterAloneResults()
     results.rows.extend(baseline_rows(null_milter, sizes))
-    with knot_with_zone(workdir, sizes.zone_domains) as knot:
-        after_memory = sizes.memory_domains
-        results.rows.extend(warm_and_cold_rows(knot, workdir, sizes, after_memory))
-        results.coalescing = coalescing(knot, workdir, sizes, sizes.zone_domains - 1)
-        results.memory = memory(knot, workdir, sizes)
+    stopping: list[subprocess.Popen[bytes]] = []
+    try:
+        with knot_with_zone(workdir, sizes.zone_domains) as knot:
+            after_memory = sizes.memory_domains
+            results.rows.extend(warm_and_cold_rows(knot, workdir, stopping, sizes, after_memory))
+            last = sizes.zone_domains - 1
+            results.coalescing = coalescing(knot, workdir, stopping, sizes, last)
+            results.memory = memory(knot, workdir, stopping, sizes)
+    finally:
+        wait_all(stopping)
     return results

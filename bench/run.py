@@ -6,7 +6,6 @@ Usage: run.py [--smoke] [--readme README.md] [--workdir DIR] [--skip-postfix]
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -14,20 +13,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
 
+from c_milter import build_null_milter  # noqa: E402
 from milter_alone import SMOKE, Sizes, run_milter_alone  # noqa: E402
 from report import postfix_section, render, write_readme  # noqa: E402
 from through_postfix import POSTFIX_SMOKE, PostfixSizes, run_through_postfix  # noqa: E402
-
-
-def build_null_milter(workdir: Path) -> Path:
-    """Compile the do-nothing C milter against Debian's libmilter."""
-    binary = workdir / "null_milter"
-    subprocess.run(
-        ["gcc", "-O2", "-Wall", "-Wextra", "-Werror", "-o", str(binary),
-         str(HERE / "null_milter.c"), "-lmilter", "-lpthread"],
-        check=True,
-    )  # fmt: skip
-    return binary
 
 
 def main() -> int:

@@ -3,30 +3,26 @@
 from __future__ import annotations
 
 import socket
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from c_milter import build_null_milter
 from knot import free_port
 from milter_alone import SMOKE, run_milter_alone, running_process
 from milter_load import run_load
-from report import BEGIN, END, render, write_readme
+from report import BEGIN, END, postfix_section, render, write_readme
+from through_postfix import CASES, ONE_SESSION_ONLY, POSTFIX_SMOKE, run_through_postfix
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 
-pytestmark = [pytest.mark.bench, pytest.mark.integration]
+pytestmark = pytest.mark.bench
 
 
+@pytest.mark.integration
 def test_harness_measures_and_writes_the_readme(tmp_path: Path) -> None:
-    null_milter = tmp_path / "null_milter"
-    subprocess.run(
-        ["gcc", "-O2", "-Wall", "-Werror", "-o", str(null_milter), str(BENCH / "null_milter.c"),
-         "-lmilter", "-lpthread"],
-        check=True,
-    )  # fmt: skip
-    results = run_milter_alone(tmp_path, null_milter, SMOKE)
+    results = run_milter_alone(tmp_path, build_null_milter(tmp_path), SMOKE)
 
     cases = {(row.case, row.connections) for row in results.rows}
     for connections in (1, 10, 50):
@@ -49,6 +45,7 @@ def test_harness_measures_and_writes_the_readme(tmp_path: Path) -> None:
     assert text.endswith(f"{END}\n\nafter\n")
 
 
+@pytest.mark.integration
 def test_null_pymilter_answers() -> None:
     # Case (e) of the Postfix benchmark: a broken import must show here, not mid-benchmark.
     port = free_port(socket.SOCK_STREAM)
@@ -56,3 +53,16 @@ def test_null_pymilter_answers() -> None:
     with running_process(command, port):
         result = run_load(("127.0.0.1", port), [["a@b.test", "c@d.test"]] * 3)
     assert result.answers == {"c": 6}
+
+
+@pytest.mark.mta
+def test_postfix_harness_runs_every_case(tmp_path: Path) -> None:
+    results = run_through_postfix(build_null_milter(tmp_path), POSTFIX_SMOKE)
+    for case in CASES:
+        assert results.median(case, 1) > 0
+        if case not in ONE_SESSION_ONLY:
+            assert results.median(case, 20) > 0
+    assert set(results.cpu_per_message) == {"c", "d", "e", "f"}
+    section = postfix_section(results)
+    assert "| 1 session: (d) ≥ 0.85 x (a) |" in section
+    assert render(None, section).count("**Through Postfix**") == 1
