@@ -53,7 +53,7 @@ SOCKET_DIR = "nullmx-bench"
 
 @dataclass(frozen=True)
 class PostfixSizes:
-    rounds: int = 3
+    rounds: int = 5
     messages_20: int = 2000
     messages_1: int = 300
     # The stalled case runs ~25 msg/s at one session: fewer messages, same conclusion.
