@@ -14,6 +14,7 @@ import dns.rdatatype
 import dns.rdtypes.ANY.MX
 import dns.resolver
 
+from nullmx_milter.dns_fast import FastMxQuery
 from nullmx_milter.mx import MxClass, MxLookup, classify_exchanges
 
 _MAX_CNAME_HOPS = 8
@@ -76,7 +77,9 @@ def _describe_errors(error: dns.resolver.NoNameservers) -> tuple[MxClass, str]:
 class MxResolver:
     """Query MX records through dnspython, always for absolute names."""
 
-    def __init__(self, nameservers: Sequence[Nameserver], timeout: float) -> None:
+    def __init__(
+        self, nameservers: Sequence[Nameserver], timeout: float, fast_path: bool = True
+    ) -> None:
         resolver = dns.resolver.Resolver(configure=not nameservers)
         if nameservers:
             # Ports first: dnspython >= 2.4 applies them when nameservers is set, 2.3 (Debian 12)
@@ -91,6 +94,7 @@ class MxResolver:
         resolver.use_edns(0, 0, _EDNS_PAYLOAD)
         self._resolver = resolver
         self.timeout = timeout
+        self._fast = _fast_query(resolver) if fast_path else None
         self._ttls: _Interner[float] = _Interner()
         self._details: _Interner[str] = _Interner()
         self._exchange_sets: _Interner[tuple[tuple[int, str], ...]] = _Interner()
@@ -116,6 +120,12 @@ class MxResolver:
     def lookup(self, domain: str) -> MxLookup:
         """Classify `domain` (lower-case A-label, no trailing dot). Never raises for DNS trouble."""
         deadline = time.monotonic() + self.timeout
+        if self._fast is not None:
+            # Half the first server's share: if this try goes unanswered, dnspython retries.
+            answer = self._fast.query(domain, self._resolver.timeout / 2)
+            if answer is not None:
+                exchanges, ttl = answer
+                return self._compact(_mx_lookup(exchanges, float(ttl), ""), domain)
         try:
             qname = dns.name.from_text(domain)
         except dns.exception.DNSException as error:
@@ -182,14 +192,36 @@ class MxResolver:
             for mx in rrset
             if isinstance(mx, dns.rdtypes.ANY.MX.MX)
         )
-        mx_class = classify_exchanges(exchange for _pref, exchange in exchanges)
-        return MxLookup(
-            mx_class,
+        return _mx_lookup(
+            exchanges,
             float(answer.chaining_result.minimum_ttl),
-            " ".join(f"{pref} {exchange}" for pref, exchange in exchanges),
-            exchanges=exchanges,
-            canonical_name=canonical.to_text(omit_final_dot=True),
+            canonical.to_text(omit_final_dot=True),
         )
+
+
+def _fast_query(resolver: dns.resolver.Resolver) -> FastMxQuery | None:
+    """The lean path to the first server (dnspython 2.3 lists addresses, later ones objects)."""
+    if not resolver.nameservers:
+        return None
+    first = resolver.nameservers[0]
+    if isinstance(first, str):
+        return FastMxQuery(first, resolver.nameserver_ports.get(first, resolver.port))
+    address = getattr(first, "address", None)
+    port = getattr(first, "port", None)
+    if isinstance(address, str) and isinstance(port, int):
+        return FastMxQuery(address, port)
+    return None
+
+
+def _mx_lookup(exchanges: tuple[tuple[int, str], ...], ttl: float, canonical_name: str) -> MxLookup:
+    """The lookup for an MX answer (both query paths build it here)."""
+    return MxLookup(
+        classify_exchanges(exchange for _pref, exchange in exchanges),
+        ttl,
+        " ".join(f"{pref} {exchange}" for pref, exchange in exchanges),
+        exchanges=exchanges,
+        canonical_name=canonical_name,
+    )
 
 
 def _speaks_for(response: dns.message.Message, name: dns.name.Name) -> bool:

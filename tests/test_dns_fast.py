@@ -1,0 +1,138 @@
+"""The lean UDP MX path gives exactly what dnspython gives, or stands aside."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+
+import pytest
+
+from nullmx_milter.dns_fast import FastMxQuery, parse_answer
+from nullmx_milter.dns_lookup import MxResolver, Nameserver
+
+from knot import BlackHole, KnotServer
+
+FAST_ZONE = """$ORIGIN fastpath.
+$TTL 300
+@           SOA ns.fastpath. hostmaster.fastpath. 1 3600 600 86400 60
+@           NS  ns.fastpath.
+ns          A   127.0.0.1
+upper       MX  10 MX.Upper.Fastpath.
+several     MX  30 c.example.
+several     MX  10 a.example.
+several     MX  20 b.example.
+shortttl    MX  10 a.example.
+shortttl    MX  20 b.example.
+null        MX  0 .
+nodata      A   127.0.0.1
+cname       CNAME several.fastpath.
+odd         MX  10 with\\032space.example.
+"""
+
+PLAIN = [
+    "null.test", "null10.test", "nulltwice.test", "mixed.test", "real.test",
+    "xn--bcher-kva.test", "strasse.test", "upper.fastpath", "several.fastpath",
+    "null.fastpath",
+]  # fmt: skip
+# NXDOMAIN, NODATA, CNAME, SERVFAIL, a name that needs escaping: dnspython's job.
+NOT_PLAIN = [
+    "nothere.test", "implicit.test", "cname-null.test", "x.broken.test", "to-null.example",
+    "nodata.fastpath", "cname.fastpath", "odd.fastpath",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KnotServer]:
+    knot = KnotServer(tmp_path_factory.mktemp("knot-fast"))
+    knot.start(extra_zones={"fastpath.": FAST_ZONE})
+    yield knot
+    knot.stop()
+
+
+def resolvers(server: KnotServer) -> tuple[MxResolver, MxResolver]:
+    nameservers = [Nameserver("127.0.0.1", server.port)]
+    return MxResolver(nameservers, 1.0), MxResolver(nameservers, 1.0, fast_path=False)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("domain", PLAIN + NOT_PLAIN)
+def test_same_lookup_either_way(server: KnotServer, domain: str) -> None:
+    fast, slow = resolvers(server)
+    assert fast.lookup(domain) == slow.lookup(domain)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("domain", PLAIN)
+def test_plain_answers_take_the_lean_path(server: KnotServer, domain: str) -> None:
+    assert FastMxQuery("127.0.0.1", server.port).query(domain, 1.0) is not None
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("domain", NOT_PLAIN)
+def test_everything_else_is_left_to_dnspython(server: KnotServer, domain: str) -> None:
+    assert FastMxQuery("127.0.0.1", server.port).query(domain, 1.0) is None
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("domain", ["upper.fastpath", "several.fastpath", "shortttl.fastpath"])
+def test_exchanges_order_and_ttl_as_dnspython_reports_them(server: KnotServer, domain: str) -> None:
+    _fast, slow = resolvers(server)
+    expected = slow.lookup(domain)
+    answer = FastMxQuery("127.0.0.1", server.port).query(domain, 1.0)
+    assert answer == (expected.exchanges, int(expected.ttl))
+
+
+def test_silence_is_left_to_dnspython(black_hole: BlackHole) -> None:
+    assert FastMxQuery("127.0.0.1", black_hole.port).query("null.test", 0.1) is None
+
+
+def test_resolver_still_times_out_within_budget(black_hole: BlackHole) -> None:
+    resolver = MxResolver([Nameserver("127.0.0.1", black_hole.port)], timeout=0.4)
+    assert resolver.lookup("null.test").mx_class.value == "timeout"
+
+
+QUESTION = b"\x04null\x04test\x00" + struct.pack(">HH", 15, 1)
+
+
+def response(flags: int = 0x8180, answers: bytes = b"", count: int = 1, query_id: int = 7) -> bytes:
+    return struct.pack(">HHHHHH", query_id, flags, 1, count, 0, 0) + QUESTION + answers
+
+
+def mx_record(rdata: bytes, owner: bytes = b"\xc0\x0c", ttl: int = 60) -> bytes:
+    return owner + struct.pack(">HHIH", 15, 1, ttl, len(rdata)) + rdata
+
+
+NULL_MX_RDATA = b"\x00\x00\x00"
+
+
+@pytest.mark.parametrize(
+    "packet",
+    [
+        pytest.param(response(query_id=8, answers=mx_record(NULL_MX_RDATA)), id="other-id"),
+        pytest.param(response(flags=0x8380, answers=mx_record(NULL_MX_RDATA)), id="truncated"),
+        pytest.param(response(flags=0x8183, count=0), id="nxdomain"),
+        pytest.param(response(flags=0x8182, count=0), id="servfail"),
+        pytest.param(response(flags=0x0100, answers=mx_record(NULL_MX_RDATA)), id="not-a-reply"),
+        pytest.param(response(answers=mx_record(b"\x00\x00\xc0\x29")), id="pointer-to-itself"),
+        pytest.param(response(answers=mx_record(b"\x00\x00\x09abc")), id="name-past-the-end"),
+        pytest.param(response(answers=mx_record(NULL_MX_RDATA)[:-2]), id="short-rdata"),
+        pytest.param(
+            response(answers=mx_record(NULL_MX_RDATA, owner=b"\x05other\x00")), id="other-owner"
+        ),
+        pytest.param(response(answers=mx_record(b"\x00\x00\x00\x00")), id="rdata-longer"),
+    ],
+)
+def test_malformed_or_unusual_answers_stand_aside(packet: bytes) -> None:
+    assert parse_answer(packet, 7, QUESTION, "null.test") is None
+
+
+def test_a_well_formed_null_mx_parses() -> None:
+    packet = response(answers=mx_record(NULL_MX_RDATA, ttl=60))
+    assert parse_answer(packet, 7, QUESTION, "null.test") == (((0, "."),), 60)
+
+
+def test_names_that_cannot_be_asked_stand_aside() -> None:
+    fast = FastMxQuery("127.0.0.1", 9)
+    assert fast.query("a..b", 0.1) is None
+    assert fast.query("bücher.test", 0.1) is None
+    assert fast.query("x" * 64 + ".test", 0.1) is None
