@@ -73,6 +73,11 @@ class PostfixResults:
     def median(self, case: str, sessions: int) -> float:
         return statistics.median(self.rates[(case, sessions)])
 
+    def ratio(self, case: str, reference: str, sessions: int) -> float:
+        """The median over rounds of case / reference within the round."""
+        pairs = zip(self.rates[(case, sessions)], self.rates[(reference, sessions)], strict=True)
+        return statistics.median(rate / base for rate, base in pairs)
+
 
 @contextlib.contextmanager
 def milter_in_namespace(stack: MtaStack, command: list[str], spec: str) -> Iterator[int]:
