@@ -16,12 +16,14 @@ class MilterAnswer:
     kind: str
     code: str = ""
     text: str = ""
+    # What follows the code on the first line: "-" when more lines follow.
+    separator: str = " "
 
     def lines(self) -> list[str]:
         """The reply as SMTP lines, e.g. ['556-5.1.10 ...', '556 5.1.10 ...']."""
         if not self.code:
             return []
-        first = f"{self.code} {self.text}"
+        first = f"{self.code}{self.separator}{self.text}"
         return [line for line in first.split("\r\n") if line]
 
 
@@ -47,7 +49,7 @@ class MilterClient:
         kind = _KINDS.get(command, command)
         if kind != "reply":
             return MilterAnswer(kind)
-        return MilterAnswer(kind, fields["smtpcode"], fields["text"])
+        return MilterAnswer(kind, fields["smtpcode"], fields["text"], fields["space"])
 
     def mail(self, sender: str) -> MilterAnswer:
         if self.protocol & constants.SMFIP_NOMAIL:
