@@ -38,3 +38,10 @@ test: lint typecheck
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info milter/*.egg-info
+
+## make fuzz: the atheris fuzz target for FUZZ_SECONDS (default 600); findings land in fuzz/
+FUZZ_SECONDS ?= 600
+fuzz: $(STAMP)
+	mkdir -p fuzz
+	PYTHONPATH=tests $(BIN)/python tests/fuzz_target.py -max_total_time=$(FUZZ_SECONDS) \
+		-max_len=4096 -artifact_prefix=fuzz/ fuzz/corpus
