@@ -6,6 +6,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -18,16 +19,21 @@ CONSOLE_SCRIPT = shutil.which("nullmx-milter") or str(
 
 
 def toml_config(
-    nameservers: list[str], milter_port: int, metrics_port: int, extra: str = ""
+    nameservers: list[str],
+    milter_port: int,
+    metrics_port: int,
+    extra: str = "",
+    dns_options: str = "timeout = 1.0\n",
 ) -> str:
     """A config for tests: loopback ports and the test DNS servers; `extra` adds tables.
 
-    `extra` may hold [policy], [cache] or [log] tables; [milter], [dns] and [metrics] are set here.
+    `extra` may hold [policy], [cache] or [log] tables; [milter], [dns] and [metrics] are set
+    here, `dns_options` being the [dns] keys other than nameservers.
     """
     servers = ", ".join(f'"{server}"' for server in nameservers)
     return (
         f'[milter]\nsocket = "inet:{milter_port}@127.0.0.1"\n'
-        f"[dns]\nnameservers = [{servers}]\ntimeout = 1.0\n"
+        f"[dns]\nnameservers = [{servers}]\n{dns_options}"
         f'[metrics]\nlisten = "127.0.0.1:{metrics_port}"\n' + extra
     )
 
@@ -47,13 +53,19 @@ def wait_for_port(port: int, timeout: float = 15.0, host: str = "127.0.0.1") -> 
 class MilterDaemon:
     """The real daemon in a subprocess, on a TCP milter socket and a metrics port."""
 
-    def __init__(self, workdir: Path, nameservers: list[str], extra_config: str = "") -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        nameservers: list[str],
+        extra_config: str = "",
+        dns_options: str = "timeout = 1.0\n",
+    ) -> None:
         self.workdir = workdir
         self.milter_port = free_port(socket.SOCK_STREAM)
         self.metrics_port = free_port(socket.SOCK_STREAM)
         self.config_path = workdir / "nullmx-milter.toml"
         self.config_path.write_text(
-            toml_config(nameservers, self.milter_port, self.metrics_port, extra_config)
+            toml_config(nameservers, self.milter_port, self.metrics_port, extra_config, dns_options)
         )
         self.log_path = workdir / "milter.log"
         self.process: subprocess.Popen[bytes] | None = None
@@ -94,3 +106,12 @@ class MilterDaemon:
         status = self.process.returncode
         self.process = None
         return status
+
+
+def stop_daemons(daemons: list[MilterDaemon]) -> None:
+    """Stop several daemons at once (each takes seconds to leave libmilter's loop)."""
+    threads = [threading.Thread(target=daemon.stop) for daemon in daemons]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
