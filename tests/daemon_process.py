@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import signal
 import socket
@@ -36,6 +37,14 @@ def toml_config(
         f"[dns]\nnameservers = [{servers}]\n{dns_options}"
         f'[metrics]\nlisten = "127.0.0.1:{metrics_port}"\n' + extra
     )
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """One sample's value from exposition text (0 when absent)."""
+    label_text = ",".join(f'{key}="{value}"' for key, value in sorted(labels.items()))
+    pattern = re.escape(name) + (r"\{" + re.escape(label_text) + r"\}" if labels else "")
+    match = re.search(rf"^{pattern} (\S+)$", text, re.MULTILINE)
+    return float(match.group(1)) if match else 0.0
 
 
 def wait_for_port(port: int, timeout: float = 15.0, host: str = "127.0.0.1") -> None:

@@ -7,6 +7,7 @@ import re
 import pytest
 
 from conftest import StartDaemon
+from daemon_process import metric
 from knot import BlackHole, KnotServer
 from milter_client import MilterClient
 
@@ -38,14 +39,6 @@ DELIVERABLE_RECIPIENTS = [
     "<j@x.broken.test>",
     "<not an address",
 ]
-
-
-def metric(text: str, name: str, **labels: str) -> float:
-    """One sample's value from exposition text (0 when absent)."""
-    label_text = ",".join(f'{key}="{value}"' for key, value in sorted(labels.items()))
-    pattern = re.escape(name) + (r"\{" + re.escape(label_text) + r"\}" if labels else "")
-    match = re.search(rf"^{pattern} (\S+)$", text, re.MULTILINE)
-    return float(match.group(1)) if match else 0.0
 
 
 def test_rejects_only_null_mx_recipients_of_one_transaction(
