@@ -39,9 +39,16 @@ test: lint typecheck
 clean:
 	rm -rf $(VENV) build dist *.egg-info milter/*.egg-info
 
+.PHONY: fuzz soak
+
 ## make fuzz: the atheris fuzz target for FUZZ_SECONDS (default 600); findings land in fuzz/
 FUZZ_SECONDS ?= 600
 fuzz: $(STAMP)
 	mkdir -p fuzz
 	PYTHONPATH=tests $(BIN)/python tests/fuzz_target.py -max_total_time=$(FUZZ_SECONDS) \
 		-max_len=4096 -artifact_prefix=fuzz/ fuzz/corpus
+
+## make soak: 100,000 RCPTs over 16 concurrent milter sessions against Knot (SOAK_RCPTS)
+SOAK_RCPTS ?= 100000
+soak: $(STAMP)
+	cd tests && ../$(BIN)/python soak.py --rcpts $(SOAK_RCPTS)
