@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import traceback
 
 import Milter
 
@@ -43,13 +44,23 @@ class NullMxMilter(Milter.Base):
         self._metrics.count_reply(reply)
         return action
 
+    def _internal_error(self, stage: str, argument: str) -> None:
+        """Log a bug on one line: the traceback may quote the attacker's text, so %a it."""
+        log.error(
+            "%s stage=%s internal error, address let through addr=%a traceback=%a",
+            self._context(),
+            stage,
+            argument,
+            traceback.format_exc(),
+        )
+        self._metrics.count_callback_error(stage)
+
     def envrcpt(self, to: str, *params: str) -> int:
         # The one deliberate catch-all: a bug must never reject or delay a recipient.
         try:
             return self._answer(self._engine.check_recipient(to), Role.RECIPIENT, to)
         except Exception:
-            log.exception("%s stage=envrcpt internal error, recipient let through", self._context())
-            self._metrics.count_callback_error("envrcpt")
+            self._internal_error("envrcpt", to)
             return Milter.CONTINUE
 
     def data(self) -> int:
@@ -67,8 +78,7 @@ class NullMxSenderMilter(NullMxMilter):
         try:
             return self._answer(self._engine.check_sender(mailfrom), Role.SENDER, mailfrom)
         except Exception:
-            log.exception("%s stage=envfrom internal error, sender let through", self._context())
-            self._metrics.count_callback_error("envfrom")
+            self._internal_error("envfrom", mailfrom)
             return Milter.CONTINUE
 
 

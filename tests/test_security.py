@@ -1,0 +1,122 @@
+"""Security: no log injection, and a metrics listener that stays on loopback and says little."""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import logging
+import socket
+import tomllib
+import urllib.request
+from pathlib import Path
+
+import Milter
+import pytest
+from Milter import testctx
+from prometheus_client import CollectorRegistry
+
+from nullmx_milter.config import Config, config_from_dict, split_host_port
+from nullmx_milter.daemon import build
+from nullmx_milter.engine import log_decision
+from nullmx_milter.http_server import MetricsServer
+from nullmx_milter.milter_adapter import NullMxSenderMilter
+from nullmx_milter.mx import MxLookup
+from nullmx_milter.policy import Role
+
+from fake_dns import FakeDns
+from knot import free_port
+
+SAMPLE_CONFIG = Path(__file__).parent.parent / "config" / "nullmx-milter.toml"
+INJECTION = "<x\r\nINFO nullmx_milter.engine conn=9 verdict=accepted forged=1@null.test>"
+
+
+class BuggyDns(FakeDns):
+    """A bug in the DNS layer whose message quotes the attacker's text."""
+
+    def lookup(self, domain: str) -> MxLookup:
+        raise ValueError(f"boom for {domain}\r\nERROR forged line {INJECTION}")
+
+
+def test_exception_log_lines_stay_one_escaped_line(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    components = build(
+        config_from_dict({"policy": {"sender_null_mx": "reject"}}), source=BuggyDns()
+    )
+    monkeypatch.setattr(
+        Milter,
+        "factory",
+        functools.partial(NullMxSenderMilter, components.engine, components.metrics),
+    )
+    ctx = testctx.TestCtx()
+    ctx._connect()
+    with caplog.at_level(logging.DEBUG, logger="nullmx_milter"):
+        assert ctx._envfrom("<a@x.test>\r\nforged") == Milter.CONTINUE
+        assert ctx._envrcpt("<b@y.test>\r\nforged") == Milter.CONTINUE
+        assert ctx._envrcpt(INJECTION) == Milter.CONTINUE
+    errors = [record for record in caplog.records if record.levelno >= logging.ERROR]
+    assert len(errors) == 3
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s %(message)s"))
+    for record in caplog.records:
+        line = handler.format(record)
+        assert "\r" not in line and "\n" not in line, line
+        assert line.isascii()
+    assert "forged line" in caplog.text
+    assert "Traceback" in errors[0].getMessage()
+    assert (
+        components.metrics.registry.get_sample_value(
+            "nullmx_callback_errors_total", {"stage": "envrcpt"}
+        )
+        == 2
+    )
+
+
+def test_decision_log_lines_escape_the_argument(caplog: pytest.LogCaptureFixture) -> None:
+    components = build(Config(), source=FakeDns())
+    with caplog.at_level(logging.DEBUG, logger="nullmx_milter"):
+        for argument in (INJECTION, "<a@null.test>\r\n250 ok", "<a@[IPv6:\r\n]>"):
+            decision = components.engine.check_recipient(argument)
+            log_decision(decision, Role.RECIPIENT, argument, "conn=1 qid=-")
+    assert len(caplog.records) == 3
+    for record in caplog.records:
+        message = record.getMessage()
+        assert "\r" not in message and "\n" not in message, message
+
+
+def test_metrics_listener_binds_loopback_by_default() -> None:
+    default = Config().metrics.listen
+    host, port = split_host_port(default)
+    assert ipaddress.ip_address(host).is_loopback
+    assert port is not None
+    with SAMPLE_CONFIG.open("rb") as file:
+        assert config_from_dict(tomllib.load(file)).metrics.listen == default
+    server = MetricsServer(f"{host}:{free_port(socket.SOCK_STREAM)}", CollectorRegistry())
+    server.start()
+    try:
+        assert server._server.server_address[0] == host
+    finally:
+        server.stop()
+
+
+def test_metrics_expose_counts_only_never_addresses_or_domains() -> None:
+    components = build(Config(), source=FakeDns())
+    secret = "<confidential.person@null.test>"
+    assert components.engine.check_recipient(secret).reply is not None
+    components.engine.check_recipient("<someone@private-customer.example>")
+    server = MetricsServer(
+        f"127.0.0.1:{free_port(socket.SOCK_STREAM)}", components.metrics.registry
+    )
+    server.start()
+    try:
+        url = f"http://127.0.0.1:{server.port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            text = response.read().decode()
+    finally:
+        server.stop()
+    for needle in ("confidential", "null.test", "private-customer"):
+        assert needle not in text
+    families = {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE ")}
+    assert families, text
+    assert all(name.startswith(("nullmx_", "process_", "python_")) for name in families)
+    assert 'nullmx_recipients_total{verdict="rejected"} 1.0' in text
