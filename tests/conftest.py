@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -29,8 +30,23 @@ def black_hole() -> Iterator[BlackHole]:
     hole.close()
 
 
+@pytest.fixture(scope="session")
+def stopping_daemons() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Daemons sent SIGTERM by tests, reaped once at the end instead of one by one."""
+    processes: list[subprocess.Popen[bytes]] = []
+    yield processes
+    for process in processes:
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 @pytest.fixture
-def start_daemon(tmp_path: Path) -> Iterator[StartDaemon]:
+def start_daemon(
+    tmp_path: Path, stopping_daemons: list[subprocess.Popen[bytes]]
+) -> Iterator[StartDaemon]:
     """A factory: start_daemon(nameservers, extra_config) -> running MilterDaemon."""
     started: list[MilterDaemon] = []
 
@@ -43,4 +59,6 @@ def start_daemon(tmp_path: Path) -> Iterator[StartDaemon]:
 
     yield start
     for daemon in started:
-        daemon.stop()
+        process = daemon.terminate()
+        if process is not None:
+            stopping_daemons.append(process)

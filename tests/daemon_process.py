@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import re
-import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -14,9 +13,9 @@ from pathlib import Path
 
 from knot import free_port
 
-CONSOLE_SCRIPT = shutil.which("nullmx-milter") or str(
-    Path(__file__).resolve().parent.parent / ".venv" / "bin" / "nullmx-milter"
-)
+# The console script installed beside the Python running the tests (the venv's), never
+# another nullmx-milter that happens to be on PATH.
+CONSOLE_SCRIPT = str(Path(sys.executable).parent / "nullmx-milter")
 
 
 def toml_config(
@@ -37,14 +36,6 @@ def toml_config(
         f"[dns]\nnameservers = [{servers}]\n{dns_options}"
         f'[metrics]\nlisten = "127.0.0.1:{metrics_port}"\n' + extra
     )
-
-
-def metric(text: str, name: str, **labels: str) -> float:
-    """One sample's value from exposition text (0 when absent)."""
-    label_text = ",".join(f'{key}="{value}"' for key, value in sorted(labels.items()))
-    pattern = re.escape(name) + (r"\{" + re.escape(label_text) + r"\}" if labels else "")
-    match = re.search(rf"^{pattern} (\S+)$", text, re.MULTILINE)
-    return float(match.group(1)) if match else 0.0
 
 
 def wait_for_port(port: int, timeout: float = 15.0, host: str = "127.0.0.1") -> None:
@@ -100,6 +91,13 @@ class MilterDaemon:
         url = f"http://127.0.0.1:{self.metrics_port}/metrics"
         with urllib.request.urlopen(url, timeout=5) as response:
             return str(response.read().decode())
+
+    def terminate(self) -> subprocess.Popen[bytes] | None:
+        """Send SIGTERM without waiting (libmilter takes seconds to exit); returns the process."""
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        return process
 
     def stop(self) -> int | None:
         """SIGTERM and wait; returns the exit status."""

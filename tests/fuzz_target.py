@@ -20,11 +20,11 @@ with atheris.instrument_imports():
     from nullmx_milter.engine import log_decision
     from nullmx_milter.policy import Role
 
-    from fake_dns import fake_engine
+    from fakes import engine_from_config
     from reply_checks import check_reply
 
 # The sender check is on so that MAIL FROM takes the full path too.
-ENGINE = fake_engine(config_from_dict({"policy": {"sender_null_mx": "reject"}}))
+ENGINE = engine_from_config(config_from_dict({"policy": {"sender_null_mx": "reject"}}))
 
 
 def test_one_input(data: bytes) -> None:

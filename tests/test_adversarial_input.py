@@ -20,7 +20,7 @@ from nullmx_milter.policy import Role
 
 from conftest import StartDaemon
 from corpus import CorpusEntry, load_corpus
-from fake_dns import fake_engine
+from fakes import engine_from_config
 from knot import KnotServer
 from milter_client import MilterAnswer
 from reply_checks import check_reply, check_smtp_lines
@@ -52,7 +52,7 @@ def test_corpus_covers_every_kind_of_hostile_input() -> None:
 
 @pytest.fixture(scope="module")
 def engine() -> NullMxEngine:
-    return fake_engine(config_from_dict({"policy": {"sender_null_mx": "reject"}}))
+    return engine_from_config(config_from_dict({"policy": {"sender_null_mx": "reject"}}))
 
 
 @pytest.mark.parametrize("entry", ENTRIES, ids=[entry.id for entry in ENTRIES])

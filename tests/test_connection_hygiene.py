@@ -15,8 +15,8 @@ import pytest
 from miltertest import MilterConnection, constants
 
 from conftest import StartDaemon
-from daemon_process import metric
 from dns_stub import wait_until
+from exposition import metric
 from knot import KnotServer
 from milter_client import MilterClient
 from process_stats import ProcessStats, process_stats

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from conftest import StartDaemon
-from daemon_process import metric
+from exposition import metric
 from knot import BlackHole, KnotServer
 from milter_client import MilterClient
 

@@ -19,7 +19,7 @@ from nullmx_milter.mx import MxClass, MxLookup
 from nullmx_milter.policy import Verdict
 from nullmx_milter.reply import Reply, ReplyTemplate
 
-from fake_dns import ZONE_CLASSES
+from fakes import ZONE_CLASSES
 from reply_checks import check_reply
 
 # What pymilter hands a callback: any bytes, decoded as UTF-8 with surrogateescape.

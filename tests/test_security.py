@@ -23,14 +23,14 @@ from nullmx_milter.milter_adapter import NullMxSenderMilter
 from nullmx_milter.mx import MxLookup
 from nullmx_milter.policy import Role
 
-from fake_dns import FakeDns
+from fakes import ZoneSource
 from knot import free_port
 
 SAMPLE_CONFIG = Path(__file__).parent.parent / "config" / "nullmx-milter.toml"
 INJECTION = "<x\r\nINFO nullmx_milter.engine conn=9 verdict=accepted forged=1@null.test>"
 
 
-class BuggyDns(FakeDns):
+class BuggyDns(ZoneSource):
     """A bug in the DNS layer whose message quotes the attacker's text."""
 
     def lookup(self, domain: str) -> MxLookup:
@@ -73,7 +73,7 @@ def test_exception_log_lines_stay_one_escaped_line(
 
 
 def test_decision_log_lines_escape_the_argument(caplog: pytest.LogCaptureFixture) -> None:
-    components = build(Config(), source=FakeDns())
+    components = build(Config(), source=ZoneSource())
     with caplog.at_level(logging.DEBUG, logger="nullmx_milter"):
         for argument in (INJECTION, "<a@null.test>\r\n250 ok", "<a@[IPv6:\r\n]>"):
             decision = components.engine.check_recipient(argument)
@@ -100,7 +100,7 @@ def test_metrics_listener_binds_loopback_by_default() -> None:
 
 
 def test_metrics_expose_counts_only_never_addresses_or_domains() -> None:
-    components = build(Config(), source=FakeDns())
+    components = build(Config(), source=ZoneSource())
     secret = "<confidential.person@null.test>"
     assert components.engine.check_recipient(secret).reply is not None
     components.engine.check_recipient("<someone@private-customer.example>")

@@ -115,6 +115,8 @@ def parse_address(argument: str) -> ParsedAddress:
         if colon < 0 or not balanced:
             return _invalid(path, "source route without ':'")
         path = path[colon + 1 :]
+        if not path:
+            return _invalid(argument, "source route without a mailbox")
     if '"' in path:
         _, at_sign, balanced = _scan_unquoted(path, "@")
         if not balanced:

@@ -1,4 +1,4 @@
-"""The `nullmx-milter` command: run, check, check-config, --version."""
+"""The `nullmx-milter` command: run, check, check-config, status, --version."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from nullmx_milter import __version__, daemon
+from nullmx_milter import __version__, daemon, status_client
 from nullmx_milter.config import Config, load_config
 from nullmx_milter.errors import ConfigError
 from nullmx_milter.policy import Decision
@@ -36,6 +36,20 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--sender", action="store_true", help="check as MAIL FROM, not RCPT TO")
     check.add_argument("addresses", nargs="+", metavar="ADDRESS")
     command("check-config", "validate a config file and print the effective settings")
+    status = commands.add_parser(
+        "status",
+        help="print the running daemon's 211 status report",
+        description="Print the running daemon's 211 status report. Exit 0 when healthy, "
+        "1 when the DNS path is failing, 3 when the daemon cannot be reached.",
+    )
+    where = status.add_mutually_exclusive_group()
+    where.add_argument(
+        "--config",
+        type=Path,
+        metavar="PATH",
+        help="find the daemon by this config's metrics.listen",
+    )
+    where.add_argument("--url", metavar="URL", help="the daemon's status URL (http://HOST:PORT/)")
     return parser
 
 
@@ -79,6 +93,21 @@ def _show_config(config: Config) -> int:
     return 0
 
 
+def _status(config: Config, url: str | None) -> int:
+    try:
+        target = (
+            status_client.normalise_url(url)
+            if url
+            else status_client.status_url(config.metrics.listen)
+        )
+    except ValueError as error:
+        print(f"nullmx-milter: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    answer = status_client.fetch_status(target)
+    print(answer.text, end="")
+    return answer.exit_status
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -88,6 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     if args.command == "check":
         return _check(config, args.addresses, args.sender)
+    if args.command == "status":
+        return _status(config, args.url)
     if args.command == "check-config":
         return _show_config(config)
     refusal = daemon.refuse_root(args.allow_root)

@@ -14,6 +14,7 @@ from nullmx_milter.address import to_a_label
 from nullmx_milter.dns_lookup import Nameserver
 from nullmx_milter.errors import ConfigError, ReplyError
 from nullmx_milter.policy import Mode, OnDnsError, ReplyTemplates, SenderCheck
+from nullmx_milter.policy_service import PolicyReplies
 from nullmx_milter.reply import ReplyTemplate
 
 DEFAULT_RECIPIENT_REPLY = (
@@ -28,6 +29,16 @@ DEFAULT_SENDER_REPLY = (
 )
 DEFAULT_TEMPFAIL_REPLY = (
     "<{address}>: DNS lookup of the MX records of {domain} failed; try again later",
+)
+DEFAULT_POLICY_SERVICE_RECIPIENT_REPLY = (
+    "{domain} publishes a null MX record (RFC 7505) and accepts no mail;"
+    " check the address for a typo, or reach the recipient another way"
+)
+DEFAULT_POLICY_SERVICE_SENDER_REPLY = (
+    "{domain} publishes a null MX record (RFC 7505): replies and bounces could never reach you"
+)
+DEFAULT_POLICY_SERVICE_TEMPFAIL_REPLY = (
+    "DNS lookup of the MX records of {domain} failed; try again later"
 )
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -100,6 +111,25 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class PolicyServiceConfig:
+    """[policy_service]: the Postfix policy delegation listener ("" disables it)."""
+
+    listen: str = ""
+    idle_timeout: float = 300.0
+    recipient_reply: str = DEFAULT_POLICY_SERVICE_RECIPIENT_REPLY
+    sender_reply: str = DEFAULT_POLICY_SERVICE_SENDER_REPLY
+    tempfail_reply: str = DEFAULT_POLICY_SERVICE_TEMPFAIL_REPLY
+
+    def replies(self) -> PolicyReplies:
+        """The one-line templates (validated when the config was loaded)."""
+        return PolicyReplies(
+            recipient=ReplyTemplate("556", "5.1.10", (self.recipient_reply,)),
+            sender=ReplyTemplate("550", "5.7.27", (self.sender_reply,)),
+            tempfail=ReplyTemplate("451", "4.4.3", (self.tempfail_reply,)),
+        )
+
+
+@dataclass(frozen=True)
 class LogConfig:
     """[log]: stderr logging, optionally also to syslog (facility mail)."""
 
@@ -117,6 +147,7 @@ class Config:
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    policy_service: PolicyServiceConfig = field(default_factory=PolicyServiceConfig)
 
 
 class _Table:
@@ -345,9 +376,35 @@ def config_from_dict(raw: dict[str, Any]) -> Config:
     log_config = LogConfig(level=level, syslog=log.flag("syslog", default.log.syslog))
     log.finish()
 
+    service = root.table("policy_service")
+    service_default = default.policy_service
+    service_config = PolicyServiceConfig(
+        listen=service.text("listen", service_default.listen),
+        idle_timeout=service.number(
+            "idle_timeout", service_default.idle_timeout, 0.0, inclusive=False
+        ),
+        recipient_reply=service.text("recipient_reply", service_default.recipient_reply),
+        sender_reply=service.text("sender_reply", service_default.sender_reply),
+        tempfail_reply=service.text("tempfail_reply", service_default.tempfail_reply),
+    )
+    if service_config.listen:
+        _checked(service.key("listen"), check_socket, service_config.listen)
+    for name in ("recipient_reply", "sender_reply", "tempfail_reply"):
+        try:
+            ReplyTemplate("556", "5.1.10", (getattr(service_config, name),))
+        except ReplyError as error:
+            raise ConfigError(service.key(name), str(error)) from None
+    service.finish()
+
     root.finish()
     return Config(
-        milter_config, dns_config, cache_config, policy_config, metrics_config, log_config
+        milter_config,
+        dns_config,
+        cache_config,
+        policy_config,
+        metrics_config,
+        log_config,
+        service_config,
     )
 
 

@@ -25,6 +25,8 @@ from nullmx_milter.lookup_service import MxLookupService, MxSource
 from nullmx_milter.metrics import Metrics, runtime_versions
 from nullmx_milter.milter_adapter import milter_class
 from nullmx_milter.policy import NullMxPolicy
+from nullmx_milter.policy_service import PolicyResponder, PolicyServer
+from nullmx_milter.status_report import StatusSource
 
 log = logging.getLogger(__name__)
 
@@ -111,8 +113,29 @@ def serve(config: Config) -> int:
     components = build(config)
     metrics_server = None
     if config.metrics.listen:
-        metrics_server = MetricsServer(config.metrics.listen, components.metrics.registry)
+        status = StatusSource(
+            config,
+            components.resolver.nameservers,
+            components.health,
+            components.cache,
+            components.metrics,
+        )
+        metrics_server = MetricsServer(
+            config.metrics.listen, components.metrics.registry, status.report
+        )
         metrics_server.start()
+    policy_server = None
+    if config.policy_service.listen:
+        responder = PolicyResponder(
+            components.engine, components.metrics, config.policy_service.replies()
+        )
+        policy_server = PolicyServer(
+            config.policy_service.listen,
+            responder,
+            components.metrics,
+            config.policy_service.idle_timeout,
+        )
+        policy_server.start()
     Milter.factory = functools.partial(
         milter_class(components.engine.policy.checks_senders),
         components.engine,
@@ -121,9 +144,11 @@ def serve(config: Config) -> int:
     # A backstop: the adapter catches its own errors; anything else must not bounce mail.
     Milter.set_exception_policy(Milter.CONTINUE)
     log.info(
-        "starting version=%s socket=%s nameservers=%s timeout=%s mode=%s metrics=%s",
+        "starting version=%s socket=%s policy_service=%s nameservers=%s timeout=%s mode=%s"
+        " metrics=%s",
         __version__,
         config.milter.socket,
+        config.policy_service.listen or "off",
         ",".join(components.resolver.nameservers),
         config.dns.timeout,
         config.policy.mode.value,
@@ -135,6 +160,8 @@ def serve(config: Config) -> int:
         log.error("cannot serve on %s: %s", config.milter.socket, error)
         return 1
     finally:
+        if policy_server is not None:
+            policy_server.stop()
         if metrics_server is not None:
             metrics_server.stop()
     log.info("stopped")

@@ -18,6 +18,7 @@ class DnsHealthSnapshot:
     """Recent DNS figures for the status report."""
 
     last_success_age: float | None
+    last_failure_age: float | None
     recent_lookups: int
     recent_failure_ratio: float
     recent_mean_latency: float
@@ -46,6 +47,7 @@ class DnsHealth:
         self._consecutive_timeouts = 0
         self._next_probe = 0.0
         self._last_success: float | None = None
+        self._last_failure: float | None = None
         self._recent: deque[tuple[bool, float]] = deque(maxlen=_RECENT)
 
     def _tripped(self) -> bool:
@@ -73,7 +75,9 @@ class DnsHealth:
                     self._next_probe = self._clock() + self._probe_interval
             else:
                 self._consecutive_timeouts = 0
-            if not failed:
+            if failed:
+                self._last_failure = self._clock()
+            else:
                 self._last_success = self._clock()
 
     def snapshot(self) -> DnsHealthSnapshot:
@@ -84,6 +88,7 @@ class DnsHealth:
             failures = sum(1 for failed, _ in recent if failed)
             return DnsHealthSnapshot(
                 last_success_age=None if self._last_success is None else now - self._last_success,
+                last_failure_age=None if self._last_failure is None else now - self._last_failure,
                 recent_lookups=len(recent),
                 recent_failure_ratio=failures / len(recent) if recent else 0.0,
                 recent_mean_latency=sum(s for _, s in recent) / len(recent) if recent else 0.0,

@@ -15,7 +15,9 @@ from nullmx_milter.reply import Reply
 
 # Every reply the engine can build; codes are fixed, only the text is configurable.
 REPLY_CODES = (("556", "5.1.10"), ("550", "5.7.27"), ("451", "4.4.3"))
-CALLBACK_STAGES = ("connect", "envfrom", "envrcpt", "data", "close")
+CALLBACK_STAGES = ("envfrom", "envrcpt", "policy")
+FRONTENDS = ("milter", "policy")
+POLICY_REQUEST_RESULTS = ("ok", "malformed")
 CACHE_RESULTS = ("hit", "miss", "coalesced")
 LATENCY_BUCKETS = (
     0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
@@ -27,6 +29,7 @@ class Metrics:
     """All of the milter's metrics; children are bound once so the hot path only increments."""
 
     def __init__(self, registry: CollectorRegistry, versions: dict[str, str]) -> None:
+        self.versions = dict(versions)
         replies = Counter(
             "nullmx_replies",
             "SMTP replies emitted, by reply code and enhanced status code.",
@@ -34,6 +37,27 @@ class Metrics:
             registry=registry,
         )
         self._replies = {pair: replies.labels(*pair) for pair in REPLY_CODES}
+        self._reply_family = replies
+        frontend_replies = Counter(
+            "nullmx_frontend_replies",
+            "SMTP replies emitted, by front end (milter, policy), reply code and enhanced code.",
+            ["frontend", "code", "enhanced"],
+            registry=registry,
+        )
+        self._frontend_replies = {
+            (frontend, *pair): frontend_replies.labels(frontend, *pair)
+            for frontend in FRONTENDS
+            for pair in REPLY_CODES
+        }
+        policy_requests = Counter(
+            "nullmx_policy_requests",
+            "Postfix policy service requests, by result (malformed ones are answered DUNNO).",
+            ["result"],
+            registry=registry,
+        )
+        self._policy_requests = {
+            result: policy_requests.labels(result) for result in POLICY_REQUEST_RESULTS
+        }
         recipients = Counter(
             "nullmx_recipients",
             "Envelope recipients checked, by verdict.",
@@ -41,6 +65,7 @@ class Metrics:
             registry=registry,
         )
         self._recipients = {verdict: recipients.labels(verdict.value) for verdict in Verdict}
+        self._recipient_family = recipients
         senders = Counter(
             "nullmx_sender_checks",
             "Envelope senders checked, by verdict.",
@@ -68,6 +93,7 @@ class Metrics:
             registry=registry,
         )
         self._cache = {result: cache.labels(result) for result in CACHE_RESULTS}
+        self._cache_family = cache
         self._cache_entries = Gauge(
             "nullmx_cache_entries", "Domains in the MX cache.", registry=registry
         )
@@ -93,9 +119,13 @@ class Metrics:
         prometheus_client.ProcessCollector(registry=registry)
         self.registry = registry
 
-    def count_reply(self, reply: Reply) -> None:
-        """One SMTP reply was sent to the MTA."""
+    def count_reply(self, reply: Reply, frontend: str) -> None:
+        """One SMTP reply was sent to the MTA by `frontend` ("milter" or "policy")."""
         self._replies[(reply.code, reply.enhanced)].inc()
+        self._frontend_replies[(frontend, reply.code, reply.enhanced)].inc()
+
+    def count_policy_request(self, result: str) -> None:
+        self._policy_requests[result].inc()
 
     def count_recipient(self, verdict: Verdict) -> None:
         self._recipients[verdict].inc()
@@ -131,12 +161,27 @@ class Metrics:
     def reply_counts(self) -> dict[tuple[str, str], float]:
         """Replies emitted so far, by (code, enhanced), for the status report."""
         return {
-            (code, enhanced): self.registry.get_sample_value(
-                "nullmx_replies_total", {"code": code, "enhanced": enhanced}
-            )
-            or 0.0
-            for code, enhanced in REPLY_CODES
+            (labels["code"], labels["enhanced"]): value
+            for labels, value in _totals(self._reply_family)
         }
+
+    def recipient_counts(self) -> dict[str, float]:
+        """Recipients checked so far, by verdict."""
+        return {labels["verdict"]: value for labels, value in _totals(self._recipient_family)}
+
+    def cache_counts(self) -> dict[str, float]:
+        """Cache requests so far, by result (hit, miss, coalesced)."""
+        return {labels["result"]: value for labels, value in _totals(self._cache_family)}
+
+
+def _totals(counter: Counter) -> list[tuple[dict[str, str], float]]:
+    """A counter's `_total` samples; collects only this family, not the process collector."""
+    return [
+        (sample.labels, sample.value)
+        for family in counter.collect()
+        for sample in family.samples
+        if sample.name.endswith("_total")
+    ]
 
 
 def runtime_versions(pymilter: str, libmilter: str) -> dict[str, str]:

@@ -14,9 +14,10 @@ from nullmx_milter.policy import Decision, Role, Verdict
 log = logging.getLogger(__name__)
 
 _ACTIONS = {Verdict.REJECTED: Milter.REJECT, Verdict.TEMPFAILED: Milter.TEMPFAIL}
+_STAGES = {Role.RECIPIENT: "envrcpt", Role.SENDER: "envfrom"}
 
 
-class NullMxMilter(Milter.Base):
+class NullMxMilterBase(Milter.Base):
     """One instance per MTA connection; checks each RCPT TO on its own.
 
     Only envrcpt, data and close are overridden, so libmilter negotiates every other
@@ -34,6 +35,26 @@ class NullMxMilter(Milter.Base):
         queue_id = self.getsymval("i")
         return f"conn={self._connection} qid={queue_id or '-'}"
 
+    def _check(self, role: Role, argument: str) -> int:
+        # The one deliberate catch-all: a bug must never reject or delay an address.
+        try:
+            if role is Role.SENDER:
+                decision = self._engine.check_sender(argument)
+            else:
+                decision = self._engine.check_recipient(argument)
+            return self._answer(decision, role, argument)
+        except Exception:  # noqa: BLE001 - the deliberate catch-all above
+            # One line: the traceback may quote the attacker's argument, so %a escapes it.
+            log.error(
+                "%s role=%s internal error, let through addr=%a traceback=%a",
+                self._context(),
+                role.value,
+                argument,
+                traceback.format_exc(),
+            )
+            self._metrics.count_callback_error(_STAGES[role])
+            return Milter.CONTINUE
+
     def _answer(self, decision: Decision, role: Role, argument: str) -> int:
         log_decision(decision, role, argument, self._context())
         reply = decision.reply
@@ -41,27 +62,11 @@ class NullMxMilter(Milter.Base):
         if reply is None or action is None:
             return Milter.CONTINUE
         self.setreply(reply.code, reply.enhanced, *reply.lines)
-        self._metrics.count_reply(reply)
+        self._metrics.count_reply(reply, "milter")
         return action
 
-    def _internal_error(self, stage: str, argument: str) -> None:
-        """Log a bug on one line: the traceback may quote the attacker's text, so %a it."""
-        log.error(
-            "%s stage=%s internal error, address let through addr=%a traceback=%a",
-            self._context(),
-            stage,
-            argument,
-            traceback.format_exc(),
-        )
-        self._metrics.count_callback_error(stage)
-
     def envrcpt(self, to: str, *params: str) -> int:
-        # The one deliberate catch-all: a bug must never reject or delay a recipient.
-        try:
-            return self._answer(self._engine.check_recipient(to), Role.RECIPIENT, to)
-        except Exception:
-            self._internal_error("envrcpt", to)
-            return Milter.CONTINUE
+        return self._check(Role.RECIPIENT, to)
 
     def data(self) -> int:
         return Milter.CONTINUE
@@ -71,17 +76,21 @@ class NullMxMilter(Milter.Base):
         return Milter.CONTINUE
 
 
-class NullMxSenderMilter(NullMxMilter):
-    """The same, plus the optional MAIL FROM check (550 5.7.27)."""
+class NullMxMilter(NullMxMilterBase):
+    """The recipient check alone.
+
+    pymilter caches protocol_mask() as a class attribute that subclasses would inherit,
+    so the two served classes are siblings, never parent and child.
+    """
+
+
+class NullMxSenderMilter(NullMxMilterBase):
+    """The recipient check plus the optional MAIL FROM check (550 5.7.27)."""
 
     def envfrom(self, mailfrom: str, *params: str) -> int:
-        try:
-            return self._answer(self._engine.check_sender(mailfrom), Role.SENDER, mailfrom)
-        except Exception:
-            self._internal_error("envfrom", mailfrom)
-            return Milter.CONTINUE
+        return self._check(Role.SENDER, mailfrom)
 
 
-def milter_class(checks_senders: bool) -> type[NullMxMilter]:
+def milter_class(checks_senders: bool) -> type[NullMxMilterBase]:
     """The class to serve with: envfrom is only negotiated when senders are checked."""
     return NullMxSenderMilter if checks_senders else NullMxMilter

@@ -1,0 +1,215 @@
+"""The Postfix policy delegation front end (check_policy_service): attributes in, action out."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import socketserver
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from nullmx_milter.engine import NullMxEngine, log_decision
+from nullmx_milter.metrics import Metrics
+from nullmx_milter.policy import Decision, Role, Verdict
+from nullmx_milter.reply import Reply, ReplyTemplate
+
+log = logging.getLogger(__name__)
+
+# Postfix's own attribute lines are short; anything far beyond these is not Postfix.
+MAX_LINE_OCTETS = 8192
+MAX_ATTRIBUTES = 256
+DUNNO = "DUNNO"
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyReplies:
+    """Single-line texts: Postfix access actions are one line and Postfix prefixes
+    "<address>: Recipient address rejected: " itself."""
+
+    recipient: ReplyTemplate
+    sender: ReplyTemplate
+    tempfail: ReplyTemplate
+
+
+def action_for(reply: Reply) -> str:
+    """`556 5.1.10 text` as Postfix wants it (no libmilter '%' doubling)."""
+    return f"{reply.code} {reply.enhanced} {reply.lines[0].replace('%%', '%')}"
+
+
+class PolicyResponder:
+    """Turns one policy request into one action, through the shared engine."""
+
+    def __init__(self, engine: NullMxEngine, metrics: Metrics, replies: PolicyReplies) -> None:
+        self._engine = engine
+        self._metrics = metrics
+        self._replies = replies
+
+    def _render(self, decision: Decision, role: Role) -> str:
+        address = decision.address
+        if decision.verdict is Verdict.REJECTED:
+            template = self._replies.sender if role is Role.SENDER else self._replies.recipient
+        elif decision.verdict is Verdict.TEMPFAILED:
+            template = self._replies.tempfail
+        elif decision.verdict is Verdict.WOULD_REJECT:
+            return f"WARN nullmx-milter dry-run: {address.domain} publishes a null MX record"
+        else:
+            return DUNNO
+        reply = template.render(address.mailbox, address.domain)
+        self._metrics.count_reply(reply, "policy")
+        return action_for(reply)
+
+    def _check(self, role: Role, argument: str, context: str) -> tuple[Decision, str]:
+        if role is Role.SENDER:
+            decision = self._engine.check_sender(argument)
+        else:
+            decision = self._engine.check_recipient(argument)
+        log_decision(decision, role, argument, context)
+        return decision, self._render(decision, role)
+
+    def respond(self, attributes: Mapping[str, str]) -> str:
+        """The action for one request: DUNNO unless a null MX (or the tempfail policy) applies."""
+        state = attributes.get("protocol_state", "").upper()
+        context = f"front=policy qid={attributes.get('queue_id') or '-'}"
+        sender = attributes.get("sender", "")
+        if state in ("MAIL", "RCPT") and sender and self._engine.policy.checks_senders:
+            decision, action = self._check(Role.SENDER, sender, context)
+            if decision.verdict in (Verdict.REJECTED, Verdict.TEMPFAILED) or state == "MAIL":
+                return action
+        if state != "RCPT":
+            return DUNNO
+        _decision, action = self._check(Role.RECIPIENT, attributes.get("recipient", ""), context)
+        return action
+
+
+class _Handler(socketserver.StreamRequestHandler):
+    """One persistent Postfix connection: requests until EOF or idle timeout."""
+
+    server: PolicyServer
+
+    def setup(self) -> None:
+        self.request.settimeout(self.server.idle_timeout)
+        super().setup()
+
+    def handle(self) -> None:
+        responder = self.server.responder
+        metrics = self.server.metrics
+        while True:
+            try:
+                attributes, problem, resync = self._read_request()
+            except (TimeoutError, OSError):
+                return
+            if attributes is None:
+                return
+            if problem:
+                log.info("front=policy malformed request: %s", problem)
+                metrics.count_policy_request("malformed")
+                action = DUNNO
+            else:
+                # The one deliberate catch-all of this front end: a bug answers DUNNO.
+                try:
+                    action = responder.respond(attributes)
+                    metrics.count_policy_request("ok")
+                except Exception:
+                    log.exception("front=policy internal error, answered DUNNO")
+                    metrics.count_callback_error("policy")
+                    action = DUNNO
+            self.wfile.write(f"action={action}\n\n".encode())
+            self.wfile.flush()
+            if not resync:
+                return
+
+    def _read_request(self) -> tuple[dict[str, str] | None, str, bool]:
+        """(attributes or None at EOF, problem or "", whether the stream is still in sync)."""
+        attributes: dict[str, str] = {}
+        problem = ""
+        lines = 0
+        while True:
+            raw = self.rfile.readline(MAX_LINE_OCTETS + 1)
+            if not raw:
+                return (attributes if lines else None), problem or "truncated request", False
+            if not raw.endswith(b"\n"):
+                return attributes, f"line over {MAX_LINE_OCTETS} octets", False
+            line = raw.rstrip(b"\r\n").decode("utf-8", "surrogateescape")
+            if not line:
+                return attributes, problem, True
+            lines += 1
+            name, equals, value = line.partition("=")
+            if not equals or not name:
+                problem = problem or f"not name=value: {line[:80]!a}"
+            elif lines > MAX_ATTRIBUTES:
+                problem = problem or f"over {MAX_ATTRIBUTES} attributes"
+            else:
+                attributes[name] = value
+
+
+class PolicyServer(socketserver.ThreadingMixIn, socketserver.BaseServer):
+    """A thread per Postfix connection, on a unix socket or loopback TCP."""
+
+    daemon_threads = True
+
+    def __init__(
+        self,
+        spec: str,
+        responder: PolicyResponder,
+        metrics: Metrics,
+        idle_timeout: float,
+    ) -> None:
+        super().__init__(spec, _Handler)
+        self.responder = responder
+        self.metrics = metrics
+        self.idle_timeout = idle_timeout
+        self.socket = _listen(spec)
+        self._thread = threading.Thread(
+            target=self.serve_forever, name="policy-service", daemon=True
+        )
+
+    def fileno(self) -> int:
+        return self.socket.fileno()
+
+    def get_request(self) -> tuple[socket.socket, object]:
+        return self.socket.accept()
+
+    def shutdown_request(self, request: object) -> None:
+        if isinstance(request, socket.socket):
+            with contextlib.suppress(OSError):
+                request.shutdown(socket.SHUT_WR)
+            request.close()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.socket.close()
+        path = _unix_path(str(self.server_address))
+        if path is not None:
+            Path(path).unlink(missing_ok=True)
+
+
+def _unix_path(spec: str) -> str | None:
+    for prefix in ("unix:", "local:"):
+        if spec.startswith(prefix):
+            return spec[len(prefix) :]
+    return None
+
+
+def _listen(spec: str) -> socket.socket:
+    """A listening socket for 'unix:/path' or 'inet:PORT@HOST' / 'inet6:PORT@HOST'."""
+    path = _unix_path(spec)
+    if path is not None:
+        Path(path).unlink(missing_ok=True)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        # The socket's mode follows the process umask (systemd UMask=, as for the milter).
+        listener.bind(path)
+    else:
+        family_name, _, rest = spec.partition(":")
+        port, _, host = rest.partition("@")
+        family = socket.AF_INET6 if family_name == "inet6" else socket.AF_INET
+        listener = socket.socket(family, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, int(port)))
+    listener.listen(128)
+    return listener

@@ -1,0 +1,62 @@
+"""Smoke tests of the installed `nullmx-milter` console script."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from nullmx_milter import __version__
+
+from daemon_process import CONSOLE_SCRIPT
+from knot import KnotServer
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [CONSOLE_SCRIPT, *args], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def test_version() -> None:
+    result = run("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"nullmx-milter {__version__}"
+
+
+def test_check_config_names_the_bad_key(tmp_path: Path) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text("[dns]\ntimeout = -1\n")
+    result = run("check-config", "--config", str(config))
+    assert result.returncode == 2
+    assert "dns.timeout: must be > 0" in result.stderr
+
+
+def test_check_config_accepts_the_sample() -> None:
+    sample = Path(__file__).resolve().parent.parent / "config" / "nullmx-milter.toml"
+    result = run("check-config", "--config", str(sample))
+    assert result.returncode == 0
+    assert result.stdout.startswith("config OK")
+
+
+@pytest.mark.integration
+def test_check_diagnoses_each_address(knot: KnotServer, tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(f'[dns]\nnameservers = ["{knot.nameserver}"]\n')
+    result = run("check", "--config", str(config), "<a@null.test>", "b@real.test", "<>")
+    assert result.returncode == 0
+    blocks = result.stdout.split("\n\n")
+    assert len(blocks) == 3
+    assert "class:    null_mx" in blocks[0]
+    assert "reply:    556-5.1.10 <a@null.test>: Recipient address rejected" in blocks[0]
+    assert "          556 5.1.10 Check the address" in blocks[0]
+    assert "dns:      10 mx.real.test." in blocks[1]
+    assert "reply:    continue" in blocks[1]
+    assert "verdict:  skipped (null_path)" in blocks[2]
+
+
+def test_run_refuses_root_without_allow_root() -> None:
+    result = run("run")
+    assert result.returncode == 2
+    assert "refusing to run as root" in result.stderr

@@ -1,0 +1,129 @@
+"""Strict TOML config: defaults, the sample file, and errors that name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nullmx_milter.config import Config, config_from_dict, load_config, parse_nameserver
+from nullmx_milter.dns_lookup import Nameserver
+from nullmx_milter.errors import ConfigError
+from nullmx_milter.policy import Mode, OnDnsError, SenderCheck
+
+SAMPLE = Path(__file__).resolve().parent.parent / "config" / "nullmx-milter.toml"
+
+
+def test_sample_config_parses_to_the_embedded_defaults() -> None:
+    assert load_config(SAMPLE) == Config()
+
+
+def test_empty_file_is_the_defaults(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.toml"
+    empty.write_text("")
+    assert load_config(empty) == Config() == load_config(None)
+
+
+def test_full_config_is_read() -> None:
+    config = config_from_dict(
+        {
+            "milter": {"socket": "unix:/run/nullmx/sock", "name": "nm"},
+            "dns": {"nameservers": ["127.0.0.1:5353", "::1", "[::1]:53"], "timeout": 1},
+            "cache": {"max_entries": 10, "min_ttl": 0, "max_ttl": 60, "failure_ttl": 0},
+            "policy": {
+                "mode": "dry-run",
+                "on_dns_error": "tempfail",
+                "sender_null_mx": "reject",
+                "allowlist": ["Bücher.Example.", ".sub.example"],
+                "replies": {"recipient": ["{domain} takes no mail"]},
+            },
+            "metrics": {"listen": ""},
+            "log": {"level": "debug", "syslog": True},
+        }
+    )
+    assert config.milter.socket == "unix:/run/nullmx/sock"
+    assert config.dns.nameservers == (
+        Nameserver("127.0.0.1", 5353),
+        Nameserver("::1", 53),
+        Nameserver("::1", 53),
+    )
+    assert config.dns.timeout == 1.0
+    assert config.policy.mode is Mode.DRY_RUN
+    assert config.policy.on_dns_error is OnDnsError.TEMPFAIL
+    assert config.policy.sender_null_mx is SenderCheck.REJECT
+    assert config.policy.allowlist == frozenset({"xn--bcher-kva.example", "sub.example"})
+    assert config.policy.replies.recipient == ("{domain} takes no mail",)
+    assert config.metrics.listen == ""
+    assert config.log.syslog is True
+
+
+@pytest.mark.parametrize(
+    ("raw", "key", "problem"),
+    [
+        pytest.param({"bogus": {}}, "bogus", "unknown key", id="unknown-table"),
+        pytest.param({"dns": {"timeuot": 1}}, "dns.timeuot", "unknown key", id="typo"),
+        pytest.param({"dns": {"timeout": 0}}, "dns.timeout", "must be > 0", id="zero-timeout"),
+        pytest.param({"dns": {"timeout": "2"}}, "dns.timeout", "must be a number", id="str"),
+        pytest.param({"dns": {"timeout": 60}}, "dns.timeout", "<= 30", id="too-long"),
+        pytest.param({"dns": {"timeout": True}}, "dns.timeout", "must be a number", id="bool"),
+        pytest.param({"dns": {"nameservers": ["dns.example"]}}, "dns.nameservers", "IP", id="name"),
+        pytest.param(
+            {"dns": {"nameservers": ["127.0.0.1:99999"]}}, "dns.nameservers", "port", id="port"
+        ),
+        pytest.param({"dns": {"nameservers": "127.0.0.1"}}, "dns.nameservers", "list", id="str"),
+        pytest.param({"milter": {"socket": "tcp:25"}}, "milter.socket", "inet:", id="socket"),
+        pytest.param({"milter": {"socket": "unix:rel"}}, "milter.socket", "absolute", id="rel"),
+        pytest.param({"milter": {"name": " "}}, "milter.name", "empty", id="name-empty"),
+        pytest.param({"policy": {"mode": "on"}}, "policy.mode", "'enforce'", id="mode"),
+        pytest.param({"policy": {"on_dns_error": "reject"}}, "policy.on_dns_error", "", id="err"),
+        pytest.param({"policy": {"allowlist": ["a..b"]}}, "policy.allowlist", "", id="allow"),
+        pytest.param(
+            {"policy": {"replies": {"recipient": ["{x}"]}}},
+            "policy.replies.recipient",
+            "unknown template field",
+            id="template",
+        ),
+        pytest.param(
+            {"policy": {"replies": {"sender": ["x" * 600]}}},
+            "policy.replies.sender",
+            "512",
+            id="long-line",
+        ),
+        pytest.param({"cache": {"max_entries": -1}}, "cache.max_entries", ">= 0", id="negative"),
+        pytest.param(
+            {"cache": {"min_ttl": 10, "max_ttl": 5}}, "cache.max_ttl", ">=", id="ttl-order"
+        ),
+        pytest.param({"metrics": {"listen": "127.0.0.1"}}, "metrics.listen", "port", id="listen"),
+        pytest.param({"log": {"level": "loud"}}, "log.level", "one of", id="level"),
+        pytest.param({"log": {"syslog": "yes"}}, "log.syslog", "true or false", id="syslog"),
+        pytest.param({"policy": []}, "policy", "must be a table", id="not-table"),
+    ],
+)
+def test_errors_name_the_dotted_key(raw: dict[str, Any], key: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        config_from_dict(raw)
+    assert caught.value.key == key
+    assert problem in caught.value.problem
+
+
+def test_unreadable_and_malformed_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.toml")
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[dns\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(broken)
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        pytest.param("127.0.0.1", Nameserver("127.0.0.1", 53), id="v4"),
+        pytest.param("127.0.0.1:5353", Nameserver("127.0.0.1", 5353), id="v4-port"),
+        pytest.param("[::1]:5353", Nameserver("::1", 5353), id="v6-port"),
+        pytest.param("2001:db8::53", Nameserver("2001:db8::53", 53), id="v6-bare"),
+    ],
+)
+def test_nameserver_forms(spec: str, expected: Nameserver) -> None:
+    assert parse_nameserver(spec) == expected

@@ -1,0 +1,91 @@
+"""Reply values, sanitising and templates: the limits of RFC 5321 and libmilter."""
+
+from __future__ import annotations
+
+import pytest
+
+from nullmx_milter.config import DEFAULT_RECIPIENT_REPLY
+from nullmx_milter.errors import ReplyError
+from nullmx_milter.reply import ADDRESS_DISPLAY_CHARS, Reply, ReplyTemplate, sanitise
+
+
+def test_wire_lines_repeat_code_and_enhanced_code() -> None:
+    reply = Reply("556", "5.1.10", ("one", "two 100%%", "three"))
+    assert reply.wire_lines() == ["556-5.1.10 one", "556-5.1.10 two 100%", "556 5.1.10 three"]
+
+
+@pytest.mark.parametrize(
+    ("code", "enhanced", "lines"),
+    [
+        pytest.param("256", "2.0.0", ("x",), id="not-4xx-5xx"),
+        pytest.param("556", "4.1.10", ("x",), id="class-mismatch"),
+        pytest.param("556", "5.1", ("x",), id="short-enhanced"),
+        pytest.param("556", "5.1.10", (), id="no-lines"),
+        pytest.param("556", "5.1.10", ("x",) * 33, id="too-many-lines"),
+        pytest.param("556", "5.1.10", ("a\r\nb",), id="crlf"),
+        pytest.param("556", "5.1.10", ("a\x00b",), id="nul"),
+        pytest.param("556", "5.1.10", ("50% off",), id="lone-percent"),
+        pytest.param("556", "5.1.10", ("x" * 500,), id="over-512"),
+        pytest.param("556", "5.1.10", ("bücher",), id="non-ascii"),
+    ],
+)
+def test_invalid_replies_are_refused(code: str, enhanced: str, lines: tuple[str, ...]) -> None:
+    with pytest.raises(ReplyError):
+        Reply(code, enhanced, lines)
+
+
+def test_longest_allowed_line_is_exactly_512_octets() -> None:
+    line = "x" * (512 - len("556-5.1.10 ") - 2)
+    assert len(Reply("556", "5.1.10", (line,)).wire_lines()[0]) + 2 == 512
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param("a\r\nb", "a??b", id="crlf"),
+        pytest.param("a\x00b\x7f", "a?b?", id="nul-del"),
+        pytest.param("100%", "100%%", id="percent"),
+        pytest.param("bü", "b?", id="non-ascii"),
+    ],
+)
+def test_sanitise(text: str, expected: str) -> None:
+    assert sanitise(text, 100) == expected
+
+
+def test_sanitise_caps_length_without_splitting_a_doubled_percent() -> None:
+    capped = sanitise("%" * 300, ADDRESS_DISPLAY_CHARS)
+    assert len(capped) <= ADDRESS_DISPLAY_CHARS
+    assert capped.endswith("...")
+    assert (len(capped) - 3) % 2 == 0
+
+
+def test_template_renders_attacker_text_safely() -> None:
+    template = ReplyTemplate("556", "5.1.10", DEFAULT_RECIPIENT_REPLY)
+    reply = template.render("evil\r\n250 OK %s" + "x" * 70_000, "null.example")
+    assert reply.code == "556"
+    assert "\r" not in "".join(reply.lines)
+    assert "%%s" in reply.lines[0]
+    assert all(len(line) + 2 <= 512 for line in reply.wire_lines())
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        pytest.param(("{unknown}",), id="unknown-field"),
+        pytest.param(("{address!r}",), id="conversion"),
+        pytest.param(("{address:>10}",), id="format-spec"),
+        pytest.param(("unbalanced {",), id="brace"),
+        pytest.param(("bücher {domain}",), id="non-ascii"),
+        pytest.param(("x" * 300 + "{address}{domain}",), id="can-exceed-512"),
+        pytest.param((), id="empty"),
+    ],
+)
+def test_bad_templates_are_refused_up_front(lines: tuple[str, ...]) -> None:
+    with pytest.raises(ReplyError):
+        ReplyTemplate("556", "5.1.10", lines)
+
+
+def test_template_percent_is_doubled_for_libmilter() -> None:
+    reply = ReplyTemplate("556", "5.1.10", ("100% sure: {domain}",)).render("a@b", "b")
+    assert reply.lines == ("100%% sure: b",)
+    assert reply.wire_lines() == ["556 5.1.10 100% sure: b"]
