@@ -7,6 +7,7 @@ import ipaddress
 import logging
 import socket
 import tomllib
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from nullmx_milter.http_server import MetricsServer
 from nullmx_milter.milter_adapter import NullMxSenderMilter
 from nullmx_milter.mx import MxLookup
 from nullmx_milter.policy import Role
+from nullmx_milter.status_report import StatusSource
 
 from fakes import ZoneSource
 from knot import free_port
@@ -84,13 +86,17 @@ def test_decision_log_lines_escape_the_argument(caplog: pytest.LogCaptureFixture
         assert "\r" not in message and "\n" not in message, message
 
 
-def test_metrics_listener_binds_loopback_by_default() -> None:
+def test_listeners_bind_loopback_by_default() -> None:
     default = Config().metrics.listen
     host, port = split_host_port(default)
     assert ipaddress.ip_address(host).is_loopback
     assert port is not None
+    # The policy service (another front end) listens nowhere unless asked to.
+    assert Config().policy_service.listen == ""
     with SAMPLE_CONFIG.open("rb") as file:
-        assert config_from_dict(tomllib.load(file)).metrics.listen == default
+        sample = config_from_dict(tomllib.load(file))
+    assert sample.metrics.listen == default
+    assert sample.policy_service.listen == ""
     server = MetricsServer(f"{host}:{free_port(socket.SOCK_STREAM)}", CollectorRegistry())
     server.start()
     try:
@@ -99,24 +105,38 @@ def test_metrics_listener_binds_loopback_by_default() -> None:
         server.stop()
 
 
-def test_metrics_expose_counts_only_never_addresses_or_domains() -> None:
-    components = build(Config(), source=ZoneSource())
-    secret = "<confidential.person@null.test>"
-    assert components.engine.check_recipient(secret).reply is not None
+def test_listener_exposes_counts_and_health_never_addresses_or_domains() -> None:
+    config = Config()
+    components = build(config, source=ZoneSource())
+    assert components.engine.check_recipient("<confidential.person@null.test>").reply
     components.engine.check_recipient("<someone@private-customer.example>")
-    server = MetricsServer(
-        f"127.0.0.1:{free_port(socket.SOCK_STREAM)}", components.metrics.registry
+    components.engine.check_recipient("<x@servfail-customer.broken.test>")
+    status = StatusSource(
+        config,
+        components.resolver.nameservers,
+        components.health,
+        components.cache,
+        components.metrics,
     )
+    listen = f"127.0.0.1:{free_port(socket.SOCK_STREAM)}"
+    server = MetricsServer(listen, components.metrics.registry, status.report)
     server.start()
+    pages = {}
     try:
-        url = f"http://127.0.0.1:{server.port}/metrics"
-        with urllib.request.urlopen(url, timeout=5) as response:
-            text = response.read().decode()
+        for path in ("/metrics", "/status", "/healthz"):
+            try:
+                with urllib.request.urlopen(f"http://{listen}{path}", timeout=5) as response:
+                    pages[path] = response.read().decode()
+            except urllib.error.HTTPError as error:  # 503 when unhealthy: still a page
+                pages[path] = error.read().decode()
     finally:
         server.stop()
-    for needle in ("confidential", "null.test", "private-customer"):
-        assert needle not in text
-    families = {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE ")}
-    assert families, text
+    for path, text in pages.items():
+        for needle in ("confidential", "null.test", "private-customer", "servfail-customer"):
+            assert needle not in text, (path, needle)
+    families = {
+        line.split()[2] for line in pages["/metrics"].splitlines() if line.startswith("# TYPE ")
+    }
+    assert families
     assert all(name.startswith(("nullmx_", "process_", "python_")) for name in families)
-    assert 'nullmx_recipients_total{verdict="rejected"} 1.0' in text
+    assert 'nullmx_recipients_total{verdict="rejected"} 1.0' in pages["/metrics"]
