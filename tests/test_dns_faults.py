@@ -264,3 +264,43 @@ def test_dns_server_killed_mid_run_and_restarted(rig: Rig) -> None:
     assert back - restarted <= PROBE_INTERVAL + TIMEOUT + SLACK
     after = [s for s in samples if s.at - s.seconds > back]
     assert all(s.verdict != "451" for s in after), after
+
+
+def test_concurrent_sessions_during_an_outage_are_not_held_up(rig: Rig) -> None:
+    """libmilter serves sessions from a worker pool: blocked lookups must not starve it."""
+    samples: list[Sample] = []
+    stop = threading.Event()
+    streams = [
+        threading.Thread(
+            target=stream_recipients,
+            args=(rig.via_stub["tempfail"].milter_port, stop, samples),
+            daemon=True,
+        )
+        for _ in range(16)
+    ]
+    for stream in streams:
+        stream.start()
+    try:
+        wait_until(lambda: len(samples) >= 50, 10)
+        rig.stub.set_mode("silent")
+        silenced = time.monotonic()
+        wait_until(lambda: time.monotonic() - silenced > 2 * TIMEOUT * FAIL_FAST_AFTER, 10)
+        rig.stub.set_mode("forward")
+        restored = time.monotonic()
+        wait_until(
+            lambda: any(s.at > restored and s.verdict == "556" for s in samples),
+            PROBE_INTERVAL + TIMEOUT + SLACK,
+        )
+    finally:
+        rig.stub.set_mode("forward")
+        stop.set()
+        for stream in streams:
+            stream.join(10)
+    down = [s for s in samples if silenced < s.at - s.seconds and s.at < restored]
+    assert len(down) > 100
+    assert all(s.verdict == "451" for s in down)
+    slowest = max(s.seconds for s in samples)
+    print(f"16 sessions, {len(down)} RCPTs during the outage; slowest answer {slowest:.3f}s")
+    # 16 lookups time out at once before the breaker trips: allow CPU contention on top,
+    # but nothing like the ~10 s a starved worker pool would add (REFERENCE §3).
+    assert slowest < 3 * TIMEOUT
