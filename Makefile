@@ -39,6 +39,14 @@ test: lint typecheck
 clean:
 	rm -rf $(VENV) build dist *.egg-info milter/*.egg-info
 
+## make deb: the Debian package (debian/) into dist/; make dist: sdist + wheel into dist/
+.PHONY: deb dist
+deb: deps
+	scripts/build-deb dist
+
+dist: $(STAMP)
+	$(BIN)/python -m build --outdir dist .
+
 .PHONY: fuzz soak
 
 ## make fuzz: the atheris fuzz target for FUZZ_SECONDS (default 600); findings land in fuzz/

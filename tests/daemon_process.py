@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -9,6 +10,7 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 
 from knot import free_port
@@ -70,12 +72,16 @@ class MilterDaemon:
         self.log_path = workdir / "milter.log"
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> MilterDaemon:
+    def start(self, env: Mapping[str, str] | None = None, wait: bool = True) -> MilterDaemon:
+        """Start it (with extra environment `env`); unless `wait` is off, poll until it serves."""
         self.process = subprocess.Popen(
             [CONSOLE_SCRIPT, "run", "--allow-root", "--config", str(self.config_path)],
             stdout=subprocess.DEVNULL,
             stderr=self.log_path.open("wb"),
+            env={**os.environ, **(env or {})},
         )
+        if not wait:
+            return self
         try:
             wait_for_port(self.milter_port)
             wait_for_port(self.metrics_port)

@@ -39,11 +39,17 @@ _KINDS = {
 class MilterClient:
     """One milter session: negotiate, connect, then MAIL/RCPT commands."""
 
-    def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = 30.0) -> None:
-        self.sock = socket.create_connection((host, port), timeout=timeout)
-        # A macro packet and its command go out as two writes: without this, Nagle holds
-        # the second until the milter's delayed ACK (~40 ms per RCPT).
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    def __init__(self, port: int | str, host: str = "127.0.0.1", timeout: float = 30.0) -> None:
+        """`port` is a TCP port on `host`, or the path of a unix socket."""
+        if isinstance(port, str):
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(timeout)
+            self.sock.connect(port)
+        else:
+            self.sock = socket.create_connection((host, port), timeout=timeout)
+            # A macro packet and its command go out as two writes: without this, Nagle holds
+            # the second until the milter's delayed ACK (~40 ms per RCPT).
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.connection = MilterConnection(self.sock)
         self.actions, self.protocol = self.connection.optneg_mta()
 

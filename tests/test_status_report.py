@@ -103,6 +103,8 @@ def facts(
         cache_requests={"hit": 6.0, "miss": 3.0, "coalesced": 1.0},
         replies={("556", "5.1.10"): 4.0, ("550", "5.7.27"): 0.0, ("451", "4.4.3"): 1.0},
         recipients={"accepted": 5.0, "rejected": 4.0},
+        policy_service="unix:/var/spool/postfix/private/nullmx-policy",
+        frontend_replies={("milter", "556", "5.1.10"): 3.0, ("policy", "556", "5.1.10"): 1.0},
     )
 
 
@@ -116,6 +118,8 @@ def test_report_is_a_multiline_211_reply() -> None:
     assert lines[0] == "211-nullmx-milter 1.0.0: ok"
     assert "211-uptime: 1d 02:03:04\n" in text
     assert "211-socket: inet:8894@127.0.0.1\n" in text
+    assert "211-policy service: unix:/var/spool/postfix/private/nullmx-policy\n" in text
+    assert "211-replies by front end: milter 556 5.1.10 = 3, policy 556 5.1.10 = 1\n" in text
     assert "211-dns nameservers: 127.0.0.1:5353 (timeout 2 s)\n" in text
     assert "last success 1.0 s ago" in text
     assert "recent failures 0 of 20 (0%)" in text

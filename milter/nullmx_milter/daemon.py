@@ -14,7 +14,7 @@ import Milter
 import milter as libmilter
 from prometheus_client import CollectorRegistry
 
-from nullmx_milter import __version__
+from nullmx_milter import __version__, sd_notify
 from nullmx_milter.cache import LookupCache
 from nullmx_milter.config import Config
 from nullmx_milter.dns_health import DnsHealth
@@ -81,13 +81,13 @@ def build(
     return Components(config, metrics, resolver, health, cache, engine)
 
 
-def configure_logging(config: Config) -> None:
+def configure_logging(config: Config, syslog_address: str = "/dev/log") -> None:
     """key=value lines on stderr (journald adds the time), optionally syslog facility mail."""
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     handlers[0].setFormatter(logging.Formatter("%(levelname)s %(name)s %(message)s"))
     if config.log.syslog:
         syslog = logging.handlers.SysLogHandler(
-            "/dev/log", facility=logging.handlers.SysLogHandler.LOG_MAIL
+            syslog_address, facility=logging.handlers.SysLogHandler.LOG_MAIL
         )
         syslog.setFormatter(logging.Formatter("nullmx-milter: %(message)s"))
         handlers.append(syslog)
@@ -102,6 +102,28 @@ def refuse_root(allow_root: bool) -> str | None:
             "privileges; run it as its own user (the systemd unit does) or pass --allow-root"
         )
     return None
+
+
+def _register(name: str, socket_spec: str) -> None:
+    """Milter.runmilter's set-up (pymilter 1.0.5) without its smfi_main, so that systemd
+    can be told READY=1 between opening the socket and serving it."""
+    libmilter.set_connect_callback(Milter.connect_callback)
+    libmilter.set_helo_callback(lambda ctx, host: ctx.getpriv().hello(host))
+    libmilter.set_envfrom_callback(lambda ctx, *args: ctx.getpriv().envfrom_bytes(*args))
+    libmilter.set_envrcpt_callback(lambda ctx, *args: ctx.getpriv().envrcpt_bytes(*args))
+    libmilter.set_header_callback(lambda ctx, name, value: ctx.getpriv().header_bytes(name, value))
+    libmilter.set_eoh_callback(lambda ctx: ctx.getpriv().eoh())
+    libmilter.set_body_callback(lambda ctx, chunk: ctx.getpriv().body(chunk))
+    libmilter.set_eom_callback(lambda ctx: ctx.getpriv().eom())
+    libmilter.set_abort_callback(lambda ctx: ctx.getpriv().abort())
+    libmilter.set_close_callback(Milter.close_callback)
+    libmilter.setconn(socket_spec)
+    libmilter.register(
+        name,
+        data=lambda ctx: ctx.getpriv().data(),
+        unknown=lambda ctx, command: ctx.getpriv().unknown(command),
+        negotiate=Milter.negotiate_callback,
+    )
 
 
 def serve(config: Config) -> int:
@@ -155,14 +177,31 @@ def serve(config: Config) -> int:
         config.metrics.listen or "off",
     )
     try:
-        Milter.runmilter(config.milter.name, config.milter.socket, timeout=0)
-    except libmilter.error as error:
-        log.error("cannot serve on %s: %s", config.milter.socket, error)
-        return 1
+        return _serve_milter(config.milter.name, config.milter.socket)
     finally:
         if policy_server is not None:
             policy_server.stop()
         if metrics_server is not None:
             metrics_server.stop()
+
+
+def _serve_milter(name: str, socket_spec: str) -> int:
+    """Open the socket, tell systemd READY=1, serve until libmilter stops."""
+    try:
+        _register(name, socket_spec)
+        # Removes a stale socket file left by a crash, as Milter.runmilter does.
+        libmilter.opensocket(True)
+    except libmilter.error as error:
+        log.error("cannot serve on %s: %s", socket_spec, error)
+        return 1
+    # The kernel queues connections from here on, so the MTA can connect.
+    sd_notify.notify(sd_notify.READY)
+    try:
+        libmilter.main()
+    except libmilter.error as error:
+        log.error("milter stopped with an error on %s: %s", socket_spec, error)
+        return 1
+    finally:
+        sd_notify.notify(sd_notify.STOPPING)
     log.info("stopped")
     return 0

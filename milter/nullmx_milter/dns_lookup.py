@@ -9,7 +9,6 @@ from dataclasses import dataclass
 import dns.exception
 import dns.message
 import dns.name
-import dns.nameserver
 import dns.rdatatype
 import dns.rdtypes.ANY.MX
 import dns.resolver
@@ -58,9 +57,10 @@ class MxResolver:
     def __init__(self, nameservers: Sequence[Nameserver], timeout: float) -> None:
         resolver = dns.resolver.Resolver(configure=not nameservers)
         if nameservers:
-            resolver.nameservers = [
-                dns.nameserver.Do53Nameserver(server.host, server.port) for server in nameservers
-            ]
+            # Ports first: dnspython >= 2.4 applies them when nameservers is set, 2.3 (Debian 12)
+            # at query time; Do53Nameserver objects would need 2.4. One port per address.
+            resolver.nameserver_ports = {server.host: server.port for server in nameservers}
+            resolver.nameservers = [server.host for server in nameservers]
         resolver.lifetime = timeout
         # Leave every server in the list a fair share of the lookup's budget.
         resolver.timeout = timeout / max(1, len(resolver.nameservers))
@@ -73,12 +73,19 @@ class MxResolver:
     @property
     def nameservers(self) -> tuple[str, ...]:
         """The servers queried (host:port), for logs and status reports."""
-        return tuple(
-            str(Nameserver(server.address, server.port))
-            if isinstance(server, dns.nameserver.Do53Nameserver)
-            else str(server)
-            for server in self._resolver.nameservers
-        )
+        ports = self._resolver.nameserver_ports
+        described = []
+        for server in self._resolver.nameservers:
+            if isinstance(server, str):  # dnspython 2.3
+                described.append(str(Nameserver(server, ports.get(server, self._resolver.port))))
+                continue
+            address = getattr(server, "address", None)
+            port = getattr(server, "port", None)
+            if isinstance(address, str) and isinstance(port, int):
+                described.append(str(Nameserver(address, port)))
+            else:
+                described.append(str(server))
+        return tuple(described)
 
     def lookup(self, domain: str) -> MxLookup:
         """Classify `domain` (lower-case A-label, no trailing dot). Never raises for DNS trouble."""

@@ -44,6 +44,7 @@ class Metrics:
             ["frontend", "code", "enhanced"],
             registry=registry,
         )
+        self._frontend_reply_family = frontend_replies
         self._frontend_replies = {
             (frontend, *pair): frontend_replies.labels(frontend, *pair)
             for frontend in FRONTENDS
@@ -163,6 +164,13 @@ class Metrics:
         return {
             (labels["code"], labels["enhanced"]): value
             for labels, value in _totals(self._reply_family)
+        }
+
+    def frontend_reply_counts(self) -> dict[tuple[str, str, str], float]:
+        """Replies emitted so far, by (front end, code, enhanced)."""
+        return {
+            (labels["frontend"], labels["code"], labels["enhanced"]): value
+            for labels, value in _totals(self._frontend_reply_family)
         }
 
     def recipient_counts(self) -> dict[str, float]:

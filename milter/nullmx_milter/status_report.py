@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from nullmx_milter import __version__
 from nullmx_milter.cache import LookupCache
@@ -60,6 +60,8 @@ class StatusFacts:
     cache_requests: Mapping[str, float]
     replies: Mapping[tuple[str, str], float]
     recipients: Mapping[str, float]
+    policy_service: str = ""
+    frontend_replies: Mapping[tuple[str, str, str], float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +102,7 @@ def build_report(facts: StatusFacts) -> StatusReport:
         f"versions: {others}",
         f"uptime: {_duration(facts.uptime)}",
         f"socket: {facts.socket}",
+        f"policy service: {facts.policy_service or 'off'}",
         f"dns nameservers: {', '.join(facts.nameservers) or 'system resolver'}"
         f" (timeout {facts.dns_timeout:g} s)",
         f"dns health: {_dns_state(dns, problem)}; last success {_ago(dns.last_success_age)}; "
@@ -113,6 +116,15 @@ def build_report(facts: StatusFacts) -> StatusReport:
         + ", ".join(
             f"{code} {enhanced} = {_count(value)}"
             for (code, enhanced), value in facts.replies.items()
+        ),
+        "replies by front end: "
+        + (
+            ", ".join(
+                f"{frontend} {code} {enhanced} = {_count(value)}"
+                for (frontend, code, enhanced), value in facts.frontend_replies.items()
+                if value
+            )
+            or "none"
         ),
         "recipients: "
         + ", ".join(f"{verdict} {_count(value)}" for verdict, value in facts.recipients.items()),
@@ -159,6 +171,8 @@ class StatusSource:
             cache_requests=self._metrics.cache_counts(),
             replies=self._metrics.reply_counts(),
             recipients=self._metrics.recipient_counts(),
+            policy_service=self._config.policy_service.listen,
+            frontend_replies=self._metrics.frontend_reply_counts(),
         )
 
     def report(self) -> StatusReport:
