@@ -15,12 +15,14 @@ import pytest
 from miltertest import MilterConnection, constants
 
 from nullmx_milter.config import config_from_dict
+from nullmx_milter.daemon import build
 from nullmx_milter.engine import NullMxEngine, log_decision
 from nullmx_milter.policy import Role
+from nullmx_milter.policy_service import PolicyResponder
 
 from conftest import StartDaemon
 from corpus import CorpusEntry, load_corpus
-from fakes import engine_from_config
+from fakes import ZoneSource, engine_from_config
 from knot import KnotServer
 from milter_client import MilterAnswer
 from reply_checks import check_reply, check_smtp_lines
@@ -72,6 +74,28 @@ def test_engine_outcome_reply_and_log_line(
     assert len(caplog.records) == 1
     message = caplog.records[0].getMessage()
     assert _SAFE_LOG.match(message), message[:200]
+
+
+@pytest.fixture(scope="module")
+def responder() -> PolicyResponder:
+    config = config_from_dict({"policy": {"sender_null_mx": "reject"}})
+    components = build(config, source=ZoneSource())
+    return PolicyResponder(components.engine, components.metrics, config.policy_service.replies())
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=[entry.id for entry in ENTRIES])
+def test_policy_service_action(entry: CorpusEntry, responder: PolicyResponder) -> None:
+    """The same inputs through the other front end: one clean access action each."""
+    if entry.role == "mail":
+        attributes = {"protocol_state": "MAIL", "sender": entry.text}
+    else:
+        attributes = {"protocol_state": "RCPT", "sender": "", "recipient": entry.text}
+    action = responder.respond(attributes)
+    if entry.expect == "continue":
+        assert action == "DUNNO"
+    else:
+        assert re.fullmatch(rf"{entry.expect} 5\.[0-9]+\.[0-9]+ [\x20-\x7e]+", action), action
+        assert len(action) + len("action=\n") <= 512
 
 
 def _session(port: int) -> MilterConnection:

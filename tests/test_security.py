@@ -18,11 +18,12 @@ from prometheus_client import CollectorRegistry
 
 from nullmx_milter.config import Config, config_from_dict, split_host_port
 from nullmx_milter.daemon import build
-from nullmx_milter.engine import log_decision
+from nullmx_milter.engine import log_decision, log_safe
 from nullmx_milter.http_server import MetricsServer
 from nullmx_milter.milter_adapter import NullMxSenderMilter
 from nullmx_milter.mx import MxLookup
 from nullmx_milter.policy import Role
+from nullmx_milter.policy_service import PolicyResponder, PolicyServer
 from nullmx_milter.status_report import StatusSource
 
 from fakes import ZoneSource
@@ -140,3 +141,60 @@ def test_listener_exposes_counts_and_health_never_addresses_or_domains() -> None
     assert families
     assert all(name.startswith(("nullmx_", "process_", "python_")) for name in families)
     assert 'nullmx_recipients_total{verdict="rejected"} 1.0' in pages["/metrics"]
+
+
+def test_policy_service_log_lines_stay_one_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = Config()
+    components = build(config, source=BuggyDns())
+    server = PolicyServer(
+        f"unix:{tmp_path / 'policy.sock'}",
+        PolicyResponder(components.engine, components.metrics, config.policy_service.replies()),
+        components.metrics,
+        idle_timeout=2.0,
+    )
+    server.start()
+    request = (
+        b"request=smtpd_access_policy\nprotocol_state=RCPT\n"
+        b"queue_id=Q1\rINFO forged qid line\n"
+        b"recipient=<x@y.test>\rINFO forged recipient line\n\n"
+    )
+    try:
+        with caplog.at_level(logging.DEBUG, logger="nullmx_milter"):
+            client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            client.settimeout(5)
+            client.connect(str(tmp_path / "policy.sock"))
+            client.sendall(request)
+            answer = b""
+            while not answer.endswith(b"\n\n"):
+                chunk = client.recv(4096)
+                if not chunk:
+                    break
+                answer += chunk
+            client.close()
+    finally:
+        server.stop()
+    assert answer == b"action=DUNNO\n\n"
+    assert any("internal error" in record.getMessage() for record in caplog.records)
+    handler = logging.StreamHandler()
+    for record in caplog.records:
+        line = handler.format(record)
+        assert "\r" not in line and "\n" not in line, line
+
+
+def test_queue_ids_are_escaped_in_decision_lines(caplog: pytest.LogCaptureFixture) -> None:
+    config = Config()
+    components = build(config, source=ZoneSource())
+    responder = PolicyResponder(
+        components.engine, components.metrics, config.policy_service.replies()
+    )
+    with caplog.at_level(logging.DEBUG, logger="nullmx_milter"):
+        action = responder.respond(
+            {"protocol_state": "RCPT", "queue_id": "Q\r\nforged", "recipient": "<a@null.test>"}
+        )
+    assert action.startswith("556 5.1.10 ")
+    assert len(caplog.records) == 1
+    message = caplog.records[0].getMessage()
+    assert "qid='Q\\r\\nforged'" in message
+    assert log_safe("4XyZ1234") == "4XyZ1234"

@@ -7,7 +7,7 @@ import traceback
 
 import Milter
 
-from nullmx_milter.engine import NullMxEngine, log_decision
+from nullmx_milter.engine import NullMxEngine, log_decision, log_safe
 from nullmx_milter.metrics import Metrics
 from nullmx_milter.policy import Decision, Role, Verdict
 
@@ -33,7 +33,8 @@ class NullMxMilterBase(Milter.Base):
 
     def _context(self) -> str:
         queue_id = self.getsymval("i")
-        return f"conn={self._connection} qid={queue_id or '-'}"
+        # The MTA's queue id, but it still must not be able to split a log line.
+        return f"conn={self._connection} qid={log_safe(queue_id or '-')}"
 
     def _check(self, role: Role, argument: str) -> int:
         # The one deliberate catch-all: a bug must never reject or delay an address.
