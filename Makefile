@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit deps venv clean
+.PHONY: run test lint typecheck unit deps venv clean demo
 
 deps:
 	scripts/install-deps
@@ -38,6 +38,10 @@ test: lint typecheck
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info milter/*.egg-info
+
+## make demo: DNS + milter + Postfix in a network namespace, one message, transcript + metrics
+demo: $(STAMP)
+	$(BIN)/python scripts/demo.py
 
 ## make deb: the Debian package (debian/) into dist/; make dist: sdist + wheel into dist/
 .PHONY: deb dist

@@ -10,6 +10,7 @@ import pytest
 
 from daemon_process import MilterDaemon
 from knot import BlackHole, KnotServer
+from mta_stack import MtaStack
 
 StartDaemon = Callable[..., MilterDaemon]
 
@@ -62,3 +63,11 @@ def start_daemon(
         process = daemon.terminate()
         if process is not None:
             stopping_daemons.append(process)
+
+
+@pytest.fixture(scope="session")
+def mta_stack() -> Iterator[MtaStack]:
+    """A network namespace with Knot on 127.0.0.1:53 and smtp-sink, for real-MTA tests."""
+    stack = MtaStack("mta").start()
+    yield stack
+    stack.stop()

@@ -6,6 +6,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import dns.message
@@ -33,12 +34,23 @@ def free_port(kind: int = socket.SOCK_DGRAM) -> int:
 
 
 class KnotServer:
-    """knotd in the foreground with a private config, database and zone copies."""
+    """knotd in the foreground with a private config, database and zone copies.
 
-    def __init__(self, workdir: Path, port: int | None = None, address: str = "127.0.0.1") -> None:
+    `command_prefix` runs knotd inside something (`ip netns exec NS`); readiness is then
+    polled from the caller's namespace, so start it from inside the same one.
+    """
+
+    def __init__(
+        self,
+        workdir: Path,
+        port: int | None = None,
+        address: str = "127.0.0.1",
+        command_prefix: Sequence[str] = (),
+    ) -> None:
         self.workdir = workdir
         self.address = address
         self.port = port or free_port()
+        self.command_prefix = list(command_prefix)
         self.process: subprocess.Popen[bytes] | None = None
         self.zone_dir = workdir / "zones"
 
@@ -88,7 +100,7 @@ zone:
     def start(self, extra_zones: dict[str, str] | None = None) -> KnotServer:
         config = self._write_config(extra_zones or {})
         self.process = subprocess.Popen(
-            ["knotd", "-c", str(config)],
+            [*self.command_prefix, "knotd", "-c", str(config)],
             stdout=subprocess.DEVNULL,
             stderr=(self.workdir / "knotd.log").open("wb"),
         )

@@ -16,7 +16,7 @@ class MilterAnswer:
     kind: str
     code: str = ""
     text: str = ""
-    # What follows the code on the first line: "-" when more lines follow.
+    # "-" when the reply has more lines (the first line then reads "556-5.1.10 ...").
     separator: str = " "
 
     def lines(self) -> list[str]:
@@ -58,7 +58,7 @@ class MilterClient:
         kind = _KINDS.get(command, command)
         if kind != "reply":
             return MilterAnswer(kind)
-        return MilterAnswer(kind, fields["smtpcode"], fields["text"], fields["space"])
+        return MilterAnswer(kind, fields["smtpcode"], fields["text"], fields.get("space", " "))
 
     def mail(self, sender: str) -> MilterAnswer:
         if self.protocol & constants.SMFIP_NOMAIL:

@@ -75,6 +75,8 @@ def test_full_config_is_read() -> None:
         pytest.param({"milter": {"socket": "tcp:25"}}, "milter.socket", "inet:", id="socket"),
         pytest.param({"milter": {"socket": "unix:rel"}}, "milter.socket", "absolute", id="rel"),
         pytest.param({"milter": {"name": " "}}, "milter.name", "empty", id="name-empty"),
+        pytest.param({"milter": {"socket_mode": 0o1777}}, "milter.socket_mode", "mode", id="mode"),
+        pytest.param({"milter": {"socket_mode": "0660"}}, "milter.socket_mode", "integer", id="m"),
         pytest.param({"policy": {"mode": "on"}}, "policy.mode", "'enforce'", id="mode"),
         pytest.param({"policy": {"on_dns_error": "reject"}}, "policy.on_dns_error", "", id="err"),
         pytest.param({"policy": {"allowlist": ["a..b"]}}, "policy.allowlist", "", id="allow"),

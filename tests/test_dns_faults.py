@@ -81,7 +81,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     def daemon(nameserver: str, on_dns_error: str) -> MilterDaemon:
         extra = f'[policy]\non_dns_error = "{on_dns_error}"\n{CACHE}'
         workdir = tmp_path_factory.mktemp(f"fault-daemon-{on_dns_error}")
-        started = MilterDaemon(workdir, [nameserver], extra, DNS_OPTIONS)
+        started = MilterDaemon(workdir, [nameserver], extra, dns_options=DNS_OPTIONS)
         daemons.append(started)
         return started.start()
 

@@ -53,6 +53,9 @@ class MilterConfig:
 
     socket: str = "inet:8894@127.0.0.1"
     name: str = "nullmx-milter"
+    # A unix socket's permission bits (applied as the process umask): the MTA's user must
+    # be able to write to it, so owner and group get read-write.
+    socket_mode: int = 0o660
 
 
 @dataclass(frozen=True)
@@ -318,7 +321,12 @@ def config_from_dict(raw: dict[str, Any]) -> Config:
             milter.key("socket"), check_socket, milter.text("socket", default.milter.socket)
         ),
         name=milter.text("name", default.milter.name),
+        socket_mode=milter.integer("socket_mode", default.milter.socket_mode, 0),
     )
+    if milter_config.socket_mode > 0o777:
+        raise ConfigError(
+            milter.key("socket_mode"), "must be a permission mode from 0o000 to 0o777"
+        )
     if not milter_config.name.strip():
         raise ConfigError(milter.key("name"), "must not be empty")
     milter.finish()

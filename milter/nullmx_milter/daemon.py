@@ -133,31 +133,16 @@ def serve(config: Config) -> int:
     # kill the process. Block them before any thread starts; they wait until smfi_main.
     signal.pthread_sigmask(signal.SIG_BLOCK, _LIBMILTER_SIGNALS)
     components = build(config)
-    metrics_server = None
-    if config.metrics.listen:
-        status = StatusSource(
-            config,
-            components.resolver.nameservers,
-            components.health,
-            components.cache,
-            components.metrics,
-        )
-        metrics_server = MetricsServer(
-            config.metrics.listen, components.metrics.registry, status.report
-        )
-        metrics_server.start()
-    policy_server = None
-    if config.policy_service.listen:
-        responder = PolicyResponder(
-            components.engine, components.metrics, config.policy_service.replies()
-        )
-        policy_server = PolicyServer(
-            config.policy_service.listen,
-            responder,
-            components.metrics,
-            config.policy_service.idle_timeout,
-        )
-        policy_server.start()
+    # Unix sockets (libmilter's and the policy service's) are created with the process umask.
+    os.umask(0o777 & ~config.milter.socket_mode)
+    metrics_server = _start_http(config, components)
+    try:
+        policy_server = _start_policy_service(config, components)
+    except OSError as error:
+        log.error("cannot serve the policy service on %s: %s", config.policy_service.listen, error)
+        if metrics_server is not None:
+            metrics_server.stop()
+        return 1
     Milter.factory = functools.partial(
         milter_class(components.engine.policy.checks_senders),
         components.engine,
@@ -183,6 +168,33 @@ def serve(config: Config) -> int:
             policy_server.stop()
         if metrics_server is not None:
             metrics_server.stop()
+
+
+def _start_http(config: Config, components: Components) -> MetricsServer | None:
+    """/metrics, /status and /healthz, unless metrics.listen is off."""
+    if not config.metrics.listen:
+        return None
+    status = StatusSource(
+        config,
+        components.resolver.nameservers,
+        components.health,
+        components.cache,
+        components.metrics,
+    )
+    server = MetricsServer(config.metrics.listen, components.metrics.registry, status.report)
+    server.start()
+    return server
+
+
+def _start_policy_service(config: Config, components: Components) -> PolicyServer | None:
+    """The Postfix policy delegation listener on the shared engine, if configured."""
+    service = config.policy_service
+    if not service.listen:
+        return None
+    responder = PolicyResponder(components.engine, components.metrics, service.replies())
+    server = PolicyServer(service.listen, responder, components.metrics, service.idle_timeout)
+    server.start()
+    return server
 
 
 def _serve_milter(name: str, socket_spec: str) -> int:
