@@ -51,8 +51,22 @@ deb: deps
 dist: $(STAMP)
 	$(BIN)/python -m build --outdir dist .
 
+.PHONY: fuzz soak
+
+## make fuzz: the atheris fuzz target for FUZZ_SECONDS (default 600); findings land in fuzz/
+FUZZ_SECONDS ?= 600
+fuzz: $(STAMP)
+	mkdir -p fuzz
+	PYTHONPATH=tests $(BIN)/python tests/fuzz_target.py -max_total_time=$(FUZZ_SECONDS) \
+		-max_len=4096 -artifact_prefix=fuzz/ fuzz/corpus
+
+## make soak: 100,000 RCPTs over 16 concurrent milter sessions against Knot (SOAK_RCPTS)
+SOAK_RCPTS ?= 100000
+soak: $(STAMP)
+	cd tests && ../$(BIN)/python soak.py --rcpts $(SOAK_RCPTS)
+
 .PHONY: bench bench-smoke
-## make bench: every benchmark in bench/ (about 10 minutes); writes README "Performance"
+## make bench: every benchmark in bench/ (about 6 minutes); writes README "Performance"
 bench: $(STAMP)
 	$(BIN)/python bench/run.py --readme README.md
 

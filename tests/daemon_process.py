@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Mapping, Sequence
@@ -20,18 +21,23 @@ CONSOLE_SCRIPT = str(Path(sys.executable).parent / "nullmx-milter")
 
 
 def toml_config(
-    nameservers: list[str], milter_port: int | str, metrics_port: int, extra: str = ""
+    nameservers: list[str],
+    milter_port: int | str,
+    metrics_port: int,
+    extra: str = "",
+    dns_options: str = "timeout = 1.0\n",
 ) -> str:
     """A config for tests: loopback ports and the test DNS servers; `extra` adds tables.
 
     `milter_port` is a TCP port on 127.0.0.1 or a whole libmilter socket spec.
-    `extra` may hold [policy], [cache] or [log] tables; [milter], [dns] and [metrics] are set here.
+    `extra` may hold [policy], [cache] or [log] tables; [milter], [dns] and [metrics] are set
+    here, `dns_options` being the [dns] keys other than nameservers.
     """
     servers = ", ".join(f'"{server}"' for server in nameservers)
     milter_socket = milter_port if isinstance(milter_port, str) else f"inet:{milter_port}@127.0.0.1"
     return (
         f'[milter]\nsocket = "{milter_socket}"\n'
-        f"[dns]\nnameservers = [{servers}]\ntimeout = 1.0\n"
+        f"[dns]\nnameservers = [{servers}]\n{dns_options}"
         f'[metrics]\nlisten = "127.0.0.1:{metrics_port}"\n' + extra
     )
 
@@ -76,6 +82,7 @@ class MilterDaemon:
         extra_config: str = "",
         unix_socket: Path | None = None,
         command_prefix: Sequence[str] = (),
+        dns_options: str = "timeout = 1.0\n",
     ) -> None:
         self.workdir = workdir
         self.unix_socket = unix_socket
@@ -84,7 +91,9 @@ class MilterDaemon:
         self.command_prefix = list(command_prefix)
         self.config_path = workdir / "nullmx-milter.toml"
         self.config_path.write_text(
-            toml_config(nameservers, self.libmilter_socket, self.metrics_port, extra_config)
+            toml_config(
+                nameservers, self.libmilter_socket, self.metrics_port, extra_config, dns_options
+            )
         )
         self.log_path = workdir / "milter.log"
         self.process: subprocess.Popen[bytes] | None = None
@@ -153,3 +162,12 @@ class MilterDaemon:
         status = self.process.returncode
         self.process = None
         return status
+
+
+def stop_daemons(daemons: list[MilterDaemon]) -> None:
+    """Stop several daemons at once (each takes seconds to leave libmilter's loop)."""
+    threads = [threading.Thread(target=daemon.stop) for daemon in daemons]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()

@@ -10,6 +10,8 @@ import idna
 
 _LDH_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)\Z")
 _MAX_DOMAIN_OCTETS = 253
+# RFC 5321 address-literal: dcontent is printable ASCII except "[", "\\" and "]".
+_ADDRESS_LITERAL = re.compile(r"\[[\x21-\x5a\x5e-\x7e]+\]\Z")
 
 
 class AddressKind(enum.Enum):
@@ -133,6 +135,9 @@ def parse_address(argument: str) -> ParsedAddress:
     if domain.startswith("["):
         if not domain.endswith("]"):
             return _invalid(path, "unterminated address literal")
+        if not _ADDRESS_LITERAL.match(domain):
+            # The literal is logged as the domain: it must be plain printable text.
+            return _invalid(path, "malformed address literal")
         return ParsedAddress(AddressKind.LITERAL, mailbox=path, domain=domain)
     a_label = to_a_label(domain)
     if a_label is None:

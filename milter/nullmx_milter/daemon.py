@@ -22,7 +22,7 @@ from nullmx_milter.dns_lookup import MxResolver
 from nullmx_milter.engine import NullMxEngine
 from nullmx_milter.http_server import MetricsServer
 from nullmx_milter.log_thread import BackgroundLogging
-from nullmx_milter.lookup_service import MxLookupService
+from nullmx_milter.lookup_service import MxLookupService, MxSource
 from nullmx_milter.metrics import Metrics, runtime_versions
 from nullmx_milter.milter_adapter import milter_class
 from nullmx_milter.policy import NullMxPolicy
@@ -50,8 +50,13 @@ def libmilter_version() -> str:
     return ".".join(str(part) for part in libmilter.getversion())
 
 
-def build(config: Config, registry: CollectorRegistry | None = None) -> Components:
-    """Build the engine and its parts from `config` (no sockets opened)."""
+def build(
+    config: Config, registry: CollectorRegistry | None = None, source: MxSource | None = None
+) -> Components:
+    """Build the engine and its parts from `config` (no sockets opened).
+
+    `source` replaces the DNS resolver as the engine's MX source (tests use a fake).
+    """
     metrics = Metrics(
         registry or CollectorRegistry(),
         runtime_versions(Milter.__version__, libmilter_version()),
@@ -72,7 +77,7 @@ def build(config: Config, registry: CollectorRegistry | None = None) -> Componen
         policy_config.allowlist,
         policy_config.replies.templates(),
     )
-    lookups = MxLookupService(resolver, cache, health, metrics)
+    lookups = MxLookupService(source or resolver, cache, health, metrics)
     engine = NullMxEngine(policy, lookups, metrics)
     return Components(config, metrics, resolver, health, cache, engine)
 

@@ -43,6 +43,11 @@ class NullMxEngine:
         return decision
 
 
+def log_safe(text: str) -> str:
+    """`text` as is when it is printable ASCII (a queue id), else escaped like %a."""
+    return text if text.isascii() and text.isprintable() else ascii(text)
+
+
 def log_decision(
     decision: Decision, role: Role, argument: str, context: str | Callable[[], str]
 ) -> None:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+import traceback
 
 import Milter
 
-from nullmx_milter.engine import NullMxEngine, log_decision
+from nullmx_milter.engine import NullMxEngine, log_decision, log_safe
 from nullmx_milter.metrics import Metrics
 from nullmx_milter.policy import Decision, Role, Verdict
 
@@ -32,7 +33,8 @@ class NullMxMilterBase(Milter.Base):
 
     def _context(self) -> str:
         queue_id = self.getsymval("i")
-        return f"conn={self._connection} qid={queue_id or '-'}"
+        # The MTA's queue id, but it still must not be able to split a log line.
+        return f"conn={self._connection} qid={log_safe(queue_id or '-')}"
 
     def _check(self, role: Role, argument: str) -> int:
         # The one deliberate catch-all: a bug must never reject or delay an address.
@@ -42,8 +44,15 @@ class NullMxMilterBase(Milter.Base):
             else:
                 decision = self._engine.check_recipient(argument)
             return self._answer(decision, role, argument)
-        except Exception:
-            log.exception("%s role=%s internal error, let through", self._context(), role.value)
+        except Exception:  # noqa: BLE001 - the deliberate catch-all above
+            # One line: the traceback may quote the attacker's argument, so %a escapes it.
+            log.error(
+                "%s role=%s internal error, let through addr=%a traceback=%a",
+                self._context(),
+                role.value,
+                argument,
+                traceback.format_exc(),
+            )
             self._metrics.count_callback_error(_STAGES[role])
             return Milter.CONTINUE
 

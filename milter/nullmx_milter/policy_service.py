@@ -7,11 +7,12 @@ import logging
 import socket
 import socketserver
 import threading
+import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from nullmx_milter.engine import NullMxEngine, log_decision
+from nullmx_milter.engine import NullMxEngine, log_decision, log_safe
 from nullmx_milter.metrics import Metrics
 from nullmx_milter.policy import Decision, Role, Verdict
 from nullmx_milter.reply import Reply, ReplyTemplate
@@ -72,7 +73,7 @@ class PolicyResponder:
     def respond(self, attributes: Mapping[str, str]) -> str:
         """The action for one request: DUNNO unless a null MX (or the tempfail policy) applies."""
         state = attributes.get("protocol_state", "").upper()
-        context = f"front=policy qid={attributes.get('queue_id') or '-'}"
+        context = f"front=policy qid={log_safe(attributes.get('queue_id') or '-')}"
         sender = attributes.get("sender", "")
         if state in ("MAIL", "RCPT") and sender and self._engine.policy.checks_senders:
             decision, action = self._check(Role.SENDER, sender, context)
@@ -112,8 +113,11 @@ class _Handler(socketserver.StreamRequestHandler):
                 try:
                     action = responder.respond(attributes)
                     metrics.count_policy_request("ok")
-                except Exception:
-                    log.exception("front=policy internal error, answered DUNNO")
+                except Exception:  # noqa: BLE001 - logged, on one escaped line
+                    log.error(
+                        "front=policy internal error, answered DUNNO traceback=%a",
+                        traceback.format_exc(),
+                    )
                     metrics.count_callback_error("policy")
                     action = DUNNO
             self.wfile.write(f"action={action}\n\n".encode())

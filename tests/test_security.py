@@ -1,0 +1,200 @@
+"""Security: no log injection, and a metrics listener that stays on loopback and says little."""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import logging
+import socket
+import tomllib
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import Milter
+import pytest
+from Milter import testctx
+from prometheus_client import CollectorRegistry
+
+from nullmx_milter.config import Config, config_from_dict, split_host_port
+from nullmx_milter.daemon import build
+from nullmx_milter.engine import log_decision, log_safe
+from nullmx_milter.http_server import MetricsServer
+from nullmx_milter.milter_adapter import NullMxSenderMilter
+from nullmx_milter.mx import MxLookup
+from nullmx_milter.policy import Role
+from nullmx_milter.policy_service import PolicyResponder, PolicyServer
+from nullmx_milter.status_report import StatusSource
+
+from fakes import ZoneSource
+from knot import free_port
+
+SAMPLE_CONFIG = Path(__file__).parent.parent / "config" / "nullmx-milter.toml"
+INJECTION = "<x\r\nINFO nullmx_milter.engine conn=9 verdict=accepted forged=1@null.test>"
+
+
+class BuggyDns(ZoneSource):
+    """A bug in the DNS layer whose message quotes the attacker's text."""
+
+    def lookup(self, domain: str) -> MxLookup:
+        raise ValueError(f"boom for {domain}\r\nERROR forged line {INJECTION}")
+
+
+def test_exception_log_lines_stay_one_escaped_line(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    components = build(
+        config_from_dict({"policy": {"sender_null_mx": "reject"}}), source=BuggyDns()
+    )
+    monkeypatch.setattr(
+        Milter,
+        "factory",
+        functools.partial(NullMxSenderMilter, components.engine, components.metrics),
+    )
+    ctx = testctx.TestCtx()
+    ctx._connect()
+    with caplog.at_level(logging.DEBUG, logger="nullmx_milter"):
+        assert ctx._envfrom("<a@x.test>\r\nforged") == Milter.CONTINUE
+        assert ctx._envrcpt("<b@y.test>\r\nforged") == Milter.CONTINUE
+        assert ctx._envrcpt(INJECTION) == Milter.CONTINUE
+    errors = [record for record in caplog.records if record.levelno >= logging.ERROR]
+    assert len(errors) == 3
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s %(message)s"))
+    for record in caplog.records:
+        line = handler.format(record)
+        assert "\r" not in line and "\n" not in line, line
+        assert line.isascii()
+    assert "forged line" in caplog.text
+    assert "Traceback" in errors[0].getMessage()
+    assert (
+        components.metrics.registry.get_sample_value(
+            "nullmx_callback_errors_total", {"stage": "envrcpt"}
+        )
+        == 2
+    )
+
+
+def test_decision_log_lines_escape_the_argument(caplog: pytest.LogCaptureFixture) -> None:
+    components = build(Config(), source=ZoneSource())
+    with caplog.at_level(logging.DEBUG, logger="nullmx_milter"):
+        for argument in (INJECTION, "<a@null.test>\r\n250 ok", "<a@[IPv6:\r\n]>"):
+            decision = components.engine.check_recipient(argument)
+            log_decision(decision, Role.RECIPIENT, argument, "conn=1 qid=-")
+    assert len(caplog.records) == 3
+    for record in caplog.records:
+        message = record.getMessage()
+        assert "\r" not in message and "\n" not in message, message
+
+
+def test_listeners_bind_loopback_by_default() -> None:
+    default = Config().metrics.listen
+    host, port = split_host_port(default)
+    assert ipaddress.ip_address(host).is_loopback
+    assert port is not None
+    # The policy service (another front end) listens nowhere unless asked to.
+    assert Config().policy_service.listen == ""
+    with SAMPLE_CONFIG.open("rb") as file:
+        sample = config_from_dict(tomllib.load(file))
+    assert sample.metrics.listen == default
+    assert sample.policy_service.listen == ""
+    server = MetricsServer(f"{host}:{free_port(socket.SOCK_STREAM)}", CollectorRegistry())
+    server.start()
+    try:
+        assert server._server.server_address[0] == host
+    finally:
+        server.stop()
+
+
+def test_listener_exposes_counts_and_health_never_addresses_or_domains() -> None:
+    config = Config()
+    components = build(config, source=ZoneSource())
+    assert components.engine.check_recipient("<confidential.person@null.test>").reply
+    components.engine.check_recipient("<someone@private-customer.example>")
+    components.engine.check_recipient("<x@servfail-customer.broken.test>")
+    status = StatusSource(
+        config,
+        components.resolver.nameservers,
+        components.health,
+        components.cache,
+        components.metrics,
+    )
+    listen = f"127.0.0.1:{free_port(socket.SOCK_STREAM)}"
+    server = MetricsServer(listen, components.metrics.registry, status.report)
+    server.start()
+    pages = {}
+    try:
+        for path in ("/metrics", "/status", "/healthz"):
+            try:
+                with urllib.request.urlopen(f"http://{listen}{path}", timeout=5) as response:
+                    pages[path] = response.read().decode()
+            except urllib.error.HTTPError as error:  # 503 when unhealthy: still a page
+                pages[path] = error.read().decode()
+    finally:
+        server.stop()
+    for path, text in pages.items():
+        for needle in ("confidential", "null.test", "private-customer", "servfail-customer"):
+            assert needle not in text, (path, needle)
+    families = {
+        line.split()[2] for line in pages["/metrics"].splitlines() if line.startswith("# TYPE ")
+    }
+    assert families
+    assert all(name.startswith(("nullmx_", "process_", "python_")) for name in families)
+    assert 'nullmx_recipients_total{verdict="rejected"} 1.0' in pages["/metrics"]
+
+
+def test_policy_service_log_lines_stay_one_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = Config()
+    components = build(config, source=BuggyDns())
+    server = PolicyServer(
+        f"unix:{tmp_path / 'policy.sock'}",
+        PolicyResponder(components.engine, components.metrics, config.policy_service.replies()),
+        components.metrics,
+        idle_timeout=2.0,
+    )
+    server.start()
+    request = (
+        b"request=smtpd_access_policy\nprotocol_state=RCPT\n"
+        b"queue_id=Q1\rINFO forged qid line\n"
+        b"recipient=<x@y.test>\rINFO forged recipient line\n\n"
+    )
+    try:
+        with caplog.at_level(logging.DEBUG, logger="nullmx_milter"):
+            client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            client.settimeout(5)
+            client.connect(str(tmp_path / "policy.sock"))
+            client.sendall(request)
+            answer = b""
+            while not answer.endswith(b"\n\n"):
+                chunk = client.recv(4096)
+                if not chunk:
+                    break
+                answer += chunk
+            client.close()
+    finally:
+        server.stop()
+    assert answer == b"action=DUNNO\n\n"
+    assert any("internal error" in record.getMessage() for record in caplog.records)
+    handler = logging.StreamHandler()
+    for record in caplog.records:
+        line = handler.format(record)
+        assert "\r" not in line and "\n" not in line, line
+
+
+def test_queue_ids_are_escaped_in_decision_lines(caplog: pytest.LogCaptureFixture) -> None:
+    config = Config()
+    components = build(config, source=ZoneSource())
+    responder = PolicyResponder(
+        components.engine, components.metrics, config.policy_service.replies()
+    )
+    with caplog.at_level(logging.DEBUG, logger="nullmx_milter"):
+        action = responder.respond(
+            {"protocol_state": "RCPT", "queue_id": "Q\r\nforged", "recipient": "<a@null.test>"}
+        )
+    assert action.startswith("556 5.1.10 ")
+    assert len(caplog.records) == 1
+    message = caplog.records[0].getMessage()
+    assert "qid='Q\\r\\nforged'" in message
+    assert log_safe("4XyZ1234") == "4XyZ1234"
