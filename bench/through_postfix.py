@@ -8,6 +8,8 @@ per case, so every case runs side by side in the same instance, round after roun
   (e) do-nothing pymilter milter, TCP   (f) do-nothing C milter (libmilter), TCP
   (g) (e) without a data() callback, TCP: the 40 ms stall the others avoid (1 session only)
   (h) (g) over a unix socket: no stall there (1 session only)
+  (i) nullmx-milter's policy service (check_policy_service), unix socket
+  (j) the same over TCP
 
 Warm cache, one recipient per message, at 20 sessions and at 1 session; medians of rounds.
 """
@@ -34,7 +36,7 @@ SENDER = "bench@real.test"
 RECIPIENT = "someone@real.test"
 SMTP_PORT = 25
 # One listener per case: (label, port, smtpd -o overrides); milters are filled in later.
-CASES = ("a", "b", "c", "d", "e", "f", "g", "h")
+CASES = ("a", "b", "c", "d", "e", "f", "g", "h", "i", "j")
 # Without data() the cases only show the stall: one session is enough.
 ONE_SESSION_ONLY = ("g", "h")
 CASE_NAMES = {
@@ -46,7 +48,11 @@ CASE_NAMES = {
     "f": "(f) do-nothing C milter, TCP",
     "g": "(g) do-nothing pymilter without data(), TCP",
     "h": "(h) do-nothing pymilter without data(), unix socket",
+    "i": "(i) nullmx-milter policy service, unix socket",
+    "j": "(j) nullmx-milter policy service, TCP",
 }
+# Cases that are a check_policy_service restriction, not a milter.
+POLICY_CASES = ("i", "j")
 PORTS = {case: 2600 + index for index, case in enumerate(CASES)}
 SOCKET_DIR = "nullmx-bench"
 
@@ -118,7 +124,12 @@ def _master_cf(sockets: dict[str, str]) -> str:
         "b": ["smtpd_recipient_restrictions=reject_unknown_recipient_domain"],
     }
     for case, spec in sockets.items():
-        overrides[case] = [f"smtpd_milters={spec}"]
+        if case in POLICY_CASES:
+            # A comma separates the restriction from its argument: -o values hold no spaces.
+            restriction = f"check_policy_service,{spec},permit_mynetworks"
+            overrides[case] = [f"smtpd_recipient_restrictions={restriction}"]
+        else:
+            overrides[case] = [f"smtpd_milters={spec}"]
     return "".join(listener(PORTS[case], *overrides[case]) for case in CASES)
 
 
@@ -134,16 +145,19 @@ def run_through_postfix(null_milter: Path, sizes: PostfixSizes) -> PostfixResult
     stack = MtaStack("bench").start()
     postfix: PostfixInstance | None = None
     try:
-        tcp_milter = stack.milter()
-        ports = {case: _free_tcp_port() for case in ("e", "f", "g")}
+        ports = {case: _free_tcp_port() for case in ("e", "f", "g", "j")}
+        # The TCP daemon serves the policy service over TCP, the unix one over a unix socket.
+        tcp_milter = stack.milter(f'[policy_service]\nlisten = "inet:{ports["j"]}@127.0.0.1"\n')
         queue_dir = stack.workdir / "postfix" / "spool"
         unix_socket = queue_dir / SOCKET_DIR / "nullmx-milter.sock"
         stall_socket = queue_dir / SOCKET_DIR / "no-data.sock"
+        policy_socket = queue_dir / SOCKET_DIR / "nullmx-policy.sock"
         sockets = {
             "c": f"inet:127.0.0.1:{tcp_milter.milter_port}",
             "d": f"unix:{unix_socket}",
             **{case: f"inet:127.0.0.1:{port}" for case, port in ports.items()},
             "h": f"unix:{stall_socket}",
+            "i": f"unix:{SOCKET_DIR}/{policy_socket.name}",
         }
         postfix = PostfixInstance(
             stack.netns,
@@ -159,9 +173,11 @@ def run_through_postfix(null_milter: Path, sizes: PostfixSizes) -> PostfixResult
         socket_dir.mkdir()
         shutil.chown(socket_dir, "root", "postfix")
         socket_dir.chmod(0o2750)
-        unix_milter = stack.milter(unix_socket=unix_socket)
+        unix_milter = stack.milter(
+            f'[policy_service]\nlisten = "unix:{policy_socket}"\n', unix_socket=unix_socket
+        )
         null_pymilter = [sys.executable, str(Path(__file__).parent / "null_pymilter.py")]
-        libmilter = {case: f"inet:{port}@127.0.0.1" for case, port in ports.items()}
+        libmilter = {case: f"inet:{port}@127.0.0.1" for case, port in ports.items() if case != "j"}
         no_data = [*null_pymilter, "--no-data"]
         with (
             milter_in_namespace(stack, null_pymilter, libmilter["e"]) as pymilter_pid,
@@ -174,6 +190,8 @@ def run_through_postfix(null_milter: Path, sizes: PostfixSizes) -> PostfixResult
                 "d": _pid(unix_milter.process),
                 "e": pymilter_pid,
                 "f": c_milter_pid,
+                "i": _pid(unix_milter.process),
+                "j": _pid(tcp_milter.process),
             }
             _measure(stack, sizes, results, pids)
     finally:

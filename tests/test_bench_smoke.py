@@ -62,7 +62,8 @@ def test_postfix_harness_runs_every_case(tmp_path: Path) -> None:
         assert results.median(case, 1) > 0
         if case not in ONE_SESSION_ONLY:
             assert results.median(case, 20) > 0
-    assert set(results.cpu_per_message) == {"c", "d", "e", "f"}
+    assert set(results.cpu_per_message) == {"c", "d", "e", "f", "i", "j"}
     section = postfix_section(results)
     assert "| 1 session: (d) ≥ 0.85 x (a) |" in section
+    assert "| 20 sessions: (i) ≥ 0.98 x (b) |" in section
     assert render(None, section).count("**Through Postfix**") == 1
