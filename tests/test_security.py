@@ -17,14 +17,13 @@ from Milter import testctx
 from prometheus_client import CollectorRegistry
 
 from nullmx_milter.config import Config, config_from_dict, split_host_port
-from nullmx_milter.daemon import build
+from nullmx_milter.daemon import build, status_source
 from nullmx_milter.engine import log_decision, log_safe
 from nullmx_milter.http_server import MetricsServer
 from nullmx_milter.milter_adapter import NullMxSenderMilter
 from nullmx_milter.mx import MxLookup
 from nullmx_milter.policy import Role
 from nullmx_milter.policy_service import PolicyResponder, PolicyServer
-from nullmx_milter.status_report import StatusSource
 
 from fakes import ZoneSource
 from knot import free_port
@@ -112,13 +111,7 @@ def test_listener_exposes_counts_and_health_never_addresses_or_domains() -> None
     assert components.engine.check_recipient("<confidential.person@null.test>").reply
     components.engine.check_recipient("<someone@private-customer.example>")
     components.engine.check_recipient("<x@servfail-customer.broken.test>")
-    status = StatusSource(
-        config,
-        components.resolver.nameservers,
-        components.health,
-        components.cache,
-        components.metrics,
-    )
+    status = status_source(components)
     listen = f"127.0.0.1:{free_port(socket.SOCK_STREAM)}"
     server = MetricsServer(listen, components.metrics.registry, status.report)
     server.start()

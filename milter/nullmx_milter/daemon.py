@@ -174,17 +174,22 @@ def serve(config: Config) -> int:
         background_logging.stop()
 
 
-def _start_http(config: Config, components: Components) -> MetricsServer | None:
-    """/metrics, /status and /healthz, unless metrics.listen is off."""
-    if not config.metrics.listen:
-        return None
-    status = StatusSource(
-        config,
+def status_source(components: Components) -> StatusSource:
+    """The 211 status report's view of the running parts."""
+    return StatusSource(
+        components.config,
         components.resolver.nameservers,
         components.health,
         components.cache,
         components.metrics,
     )
+
+
+def _start_http(config: Config, components: Components) -> MetricsServer | None:
+    """/metrics, /status and /healthz, unless metrics.listen is off."""
+    if not config.metrics.listen:
+        return None
+    status = status_source(components)
     server = MetricsServer(config.metrics.listen, components.metrics.registry, status.report)
     server.start()
     return server
