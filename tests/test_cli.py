@@ -60,3 +60,14 @@ def test_run_refuses_root_without_allow_root() -> None:
     result = run("run")
     assert result.returncode == 2
     assert "refusing to run as root" in result.stderr
+
+
+def test_run_names_a_policy_socket_it_cannot_open(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(
+        '[metrics]\nlisten = ""\n'
+        f'[policy_service]\nlisten = "unix:{tmp_path}/missing/dir/policy.sock"\n'
+    )
+    result = run("run", "--allow-root", "--config", str(config))
+    assert result.returncode == 1
+    assert "cannot serve the policy service on unix:" in result.stderr

@@ -135,6 +135,14 @@ def serve(config: Config) -> int:
     signal.pthread_sigmask(signal.SIG_BLOCK, _LIBMILTER_SIGNALS)
     # After the mask, so the log thread blocks the signals too (issue 7: bench/).
     background_logging = BackgroundLogging().start()
+    try:
+        return _serve(config)
+    finally:
+        # Flushes the queued records (a startup error among them) before the process exits.
+        background_logging.stop()
+
+
+def _serve(config: Config) -> int:
     components = build(config)
     # Unix sockets (libmilter's and the policy service's) are created with the process umask.
     os.umask(0o777 & ~config.milter.socket_mode)
@@ -171,7 +179,6 @@ def serve(config: Config) -> int:
             policy_server.stop()
         if metrics_server is not None:
             metrics_server.stop()
-        background_logging.stop()
 
 
 def status_source(components: Components) -> StatusSource:

@@ -16,7 +16,24 @@ class _LocklessQueueHandler(logging.handlers.QueueHandler):
     """
 
     def createLock(self) -> None:  # noqa: N802 (logging's name)
-        self.lock = None
+        # Python 3.11 calls acquire()/release(), 3.12 and later use `with self.lock`.
+        self.lock = _NoLock()  # type: ignore[assignment]
+
+
+class _NoLock:
+    """A lock that does nothing, for handlers whose emit() is thread-safe on its own."""
+
+    def acquire(self, *_args: object) -> bool:
+        return True
+
+    def release(self) -> None:
+        return None
+
+    def __enter__(self) -> bool:
+        return True
+
+    def __exit__(self, *_exc: object) -> None:
+        return None
 
 
 class BackgroundLogging:
