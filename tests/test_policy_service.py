@@ -16,6 +16,7 @@ from conftest import StartDaemon
 from daemon_process import MilterDaemon
 from fakes import fake_engine
 from knot import KnotServer, free_port
+from policy_client import connect_unix, exchange
 
 
 def request(**attributes: str) -> dict[str, str]:
@@ -84,21 +85,7 @@ def server(tmp_path: Path) -> Iterator[PolicyServer]:
 
 
 def connect(server: PolicyServer) -> socket.socket:
-    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    client.settimeout(5)
-    client.connect(str(server.server_address)[len("unix:") :])
-    return client
-
-
-def exchange(client: socket.socket, payload: bytes) -> bytes:
-    client.sendall(payload)
-    answer = b""
-    while not answer.endswith(b"\n\n"):
-        chunk = client.recv(4096)
-        if not chunk:
-            break
-        answer += chunk
-    return answer
+    return connect_unix(str(server.server_address)[len("unix:") :])
 
 
 def test_persistent_connection_serves_many_requests(server: PolicyServer) -> None:

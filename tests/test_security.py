@@ -27,6 +27,7 @@ from nullmx_milter.policy_service import PolicyResponder, PolicyServer
 
 from fakes import ZoneSource
 from knot import free_port
+from policy_client import connect_unix, exchange
 
 SAMPLE_CONFIG = Path(__file__).parent.parent / "config" / "nullmx-milter.toml"
 INJECTION = "<x\r\nINFO nullmx_milter.engine conn=9 verdict=accepted forged=1@null.test>"
@@ -154,18 +155,11 @@ def test_policy_service_log_lines_stay_one_line(
         b"recipient=<x@y.test>\rINFO forged recipient line\n\n"
     )
     try:
-        with caplog.at_level(logging.DEBUG, logger="nullmx_milter"):
-            client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            client.settimeout(5)
-            client.connect(str(tmp_path / "policy.sock"))
-            client.sendall(request)
-            answer = b""
-            while not answer.endswith(b"\n\n"):
-                chunk = client.recv(4096)
-                if not chunk:
-                    break
-                answer += chunk
-            client.close()
+        with (
+            caplog.at_level(logging.DEBUG, logger="nullmx_milter"),
+            connect_unix(str(tmp_path / "policy.sock")) as client,
+        ):
+            answer = exchange(client, request)
     finally:
         server.stop()
     assert answer == b"action=DUNNO\n\n"
