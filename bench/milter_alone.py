@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from daemon_process import MilterDaemon, wait_for_port
+from daemon_process import MilterDaemon, reap, wait_for_port
 from dns_load import run_dns_load
 from dns_proxy import CountingDnsProxy
 from knot import KnotServer, free_port
@@ -175,15 +175,6 @@ def running_daemon(
         process = daemon.terminate()
         if process is not None:
             stopping.append(process)
-
-
-def wait_all(processes: list[subprocess.Popen[bytes]]) -> None:
-    for process in processes:
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @contextmanager
@@ -369,5 +360,5 @@ def run_milter_alone(workdir: Path, null_milter: Path, sizes: Sizes) -> MilterAl
             results.coalescing = coalescing(knot, workdir, stopping, sizes, last)
             results.memory = memory(knot, workdir, stopping, sizes)
     finally:
-        wait_all(stopping)
+        reap(stopping)
     return results

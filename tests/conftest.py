@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon_process import MilterDaemon
+from daemon_process import MilterDaemon, reap
 from knot import BlackHole, KnotServer
 from mta_stack import MtaStack
 
@@ -36,12 +36,7 @@ def stopping_daemons() -> Iterator[list[subprocess.Popen[bytes]]]:
     """Daemons sent SIGTERM by tests, reaped once at the end instead of one by one."""
     processes: list[subprocess.Popen[bytes]] = []
     yield processes
-    for process in processes:
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    reap(processes)
 
 
 @pytest.fixture

@@ -150,18 +150,11 @@ class MilterDaemon:
 
     def stop(self) -> int | None:
         """SIGTERM and wait; returns the exit status."""
-        if self.process is None:
+        process = self.terminate()
+        if process is None:
             return None
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        status = self.process.returncode
-        self.process = None
-        return status
+        reap([process])
+        return process.returncode
 
 
 def stop_daemons(daemons: list[MilterDaemon]) -> None:
@@ -171,3 +164,15 @@ def stop_daemons(daemons: list[MilterDaemon]) -> None:
         thread.start()
     for thread in threads:
         thread.join()
+
+
+def reap(processes: Sequence[subprocess.Popen[bytes] | None], timeout: float = 30.0) -> None:
+    """Wait for processes already told to stop; kill any still there after `timeout`."""
+    for process in processes:
+        if process is None:
+            continue
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -11,13 +11,12 @@ import contextlib
 import shutil
 import smtplib
 import statistics
-import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from daemon_process import MilterDaemon
+from daemon_process import MilterDaemon, reap
 from knot import KnotServer
 from mta_postfix import SmtpSink
 from netns import NetNamespace
@@ -100,14 +99,7 @@ class MtaStack:
 
     def stop(self) -> None:
         # SIGTERM to all first: each takes seconds to exit, so let them do it together.
-        stopping = [daemon.terminate() for daemon in self.milters]
-        for process in stopping:
-            if process is not None:
-                try:
-                    process.wait(20)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+        reap([daemon.terminate() for daemon in self.milters])
         self.sink.stop()
         self.knot.stop()
         with contextlib.suppress(OSError):
