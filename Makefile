@@ -29,8 +29,9 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+## make unit: the fast tests alone (no DNS server, MTA, packaging, fuzzing or benchmarks)
 unit: $(STAMP)
-	$(BIN)/pytest -m "not integration and not mta"
+	$(BIN)/pytest -m "not integration and not mta and not packaging and not fuzz and not bench"
 
 ## make test: lint, types and every test tier
 test: lint typecheck
