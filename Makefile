@@ -66,6 +66,16 @@ SOAK_RCPTS ?= 100000
 soak: $(STAMP)
 	cd tests && ../$(BIN)/python soak.py --rcpts $(SOAK_RCPTS)
 
+.PHONY: mutation
+## make mutation: mutmut on the pure modules against the fast tests; every module must have
+## >= 90 % of its mutants killed or listed in tests/mutation_equivalents.txt (see README)
+$(VENV)/.mutation: $(STAMP)
+	$(BIN)/pip install -q -e '.[test,mutation]'
+	touch $@
+
+mutation: $(VENV)/.mutation
+	$(BIN)/python scripts/mutation.py
+
 .PHONY: bench bench-smoke
 ## make bench: every benchmark in bench/ (about 6 minutes); writes README "Performance"
 bench: $(STAMP)
