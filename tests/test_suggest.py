@@ -12,13 +12,15 @@ from nullmx_milter.edit_distance import distance
 from nullmx_milter.suggest import (
     BUILTIN_PROVIDERS,
     LONG_DOMAIN_CHARS,
+    DeletionIndex,
+    LearnedDomains,
     Suggester,
     Suggestion,
     SuggestionOutcome,
+    deletions,
     max_distance,
     suggested_address,
 )
-from nullmx_milter.top_k import SpaceSaving
 
 TYPOS = Path(__file__).parent / "corpus" / "provider_typos.txt"
 
@@ -32,12 +34,12 @@ def typo_table() -> list[tuple[str, str]]:
     return pairs
 
 
-def learned(*domains: tuple[str, int]) -> SpaceSaving:
-    counter = SpaceSaving(1000)
+def learned(*domains: tuple[str, int], min_count: int = 10) -> LearnedDomains:
+    tally = LearnedDomains(1000, min_count)
     for domain, times in domains:
         for _ in range(times):
-            counter.add(domain)
-    return counter
+            tally.record(domain)
+    return tally
 
 
 @pytest.mark.parametrize(
@@ -58,13 +60,28 @@ def test_builtin_candidates(typed: str, expected: Suggestion) -> None:
 
 
 def test_learned_domain_is_a_candidate_once_accepted_often_enough() -> None:
-    counter = learned(("partner-corp.example", 9))
-    suggester = Suggester(BUILTIN_PROVIDERS, counter, learned_min_count=10)
+    tally = learned(("partner-corp.example", 9))
+    suggester = Suggester(BUILTIN_PROVIDERS, tally)
     assert suggester.suggest("partner-crop.example").outcome is SuggestionOutcome.NONE
-    counter.add("partner-corp.example")
+    tally.record("partner-corp.example")
     assert suggester.suggest("partner-crop.example") == Suggestion(
         SuggestionOutcome.OFFERED, "partner-corp.example", 1
     )
+    # A reload that raises the bar takes it away again; the counts are kept.
+    tally.configure(1000, 11)
+    assert suggester.suggest("partner-crop.example").outcome is SuggestionOutcome.NONE
+    tally.configure(1000, 10)
+    assert suggester.suggest("partner-crop.example").domain == "partner-corp.example"
+
+
+def test_an_evicted_learned_domain_stops_being_a_candidate() -> None:
+    tally = LearnedDomains(1, 2)
+    suggester = Suggester((), tally)
+    tally.record("partner-corp.example")
+    tally.record("partner-corp.example")
+    assert suggester.suggest("partner-crop.example").domain == "partner-corp.example"
+    tally.record("other.example")  # replaces it: one counter only
+    assert suggester.suggest("partner-crop.example").outcome is SuggestionOutcome.NONE
 
 
 def test_a_candidate_known_to_refuse_mail_is_never_proposed() -> None:
@@ -129,9 +146,9 @@ candidate_domains = st.lists(
 def test_suggestions_only_name_mail_accepting_candidates(
     providers: list[str], accepted: list[str], typed: str, refusing: set[str]
 ) -> None:
-    counter = learned(*((domain, 3) for domain in accepted))
-    counter.add("seen-once.example")  # below learned_min_count: never a candidate
-    suggester = Suggester(providers, counter, learned_min_count=3)
+    tally = learned(*((domain, 3) for domain in accepted), min_count=3)
+    tally.record("seen-once.example")  # below min_count: never a candidate
+    suggester = Suggester(providers, tally)
     suggestion = suggester.suggest(typed, refusing.__contains__)
     candidates = (set(providers) | set(accepted)) - refusing - {typed}
     near = {c: distance(typed, c, 2) for c in candidates}
@@ -146,3 +163,22 @@ def test_suggestions_only_name_mail_accepting_candidates(
         assert sum(1 for d in within.values() if d == best) > 1
     else:
         assert within == {}
+
+
+@settings(max_examples=500)
+@given(
+    st.lists(st.text(alphabet="abc.", max_size=9), max_size=12, unique=True),
+    st.text(alphabet="abc.", max_size=9),
+    st.integers(min_value=0, max_value=2),
+)
+def test_deletion_index_finds_every_member_within_the_limit(
+    members: list[str], word: str, limit: int
+) -> None:
+    index = DeletionIndex(members)
+    found = index.near(deletions(word, limit))
+    for member in members:
+        if distance(word, member, limit) <= limit:
+            assert member in found, (word, member)
+    if members:
+        index.remove(members[0])
+        assert members[0] not in index.near(deletions(word, limit))

@@ -94,3 +94,25 @@ def test_concurrent_adds_lose_nothing() -> None:
         thread.join()
     assert counter.total == 20000
     assert sum(entry.count for entry in counter.top(8)) == 20000
+
+
+def test_promotion_tracks_items_counted_often_enough_for_certain() -> None:
+    counter = SpaceSaving(2, promote_at=2)
+    counter.add("a")
+    before = counter.generation
+    assert counter.promoted() == set()
+    counter.add("a")
+    assert counter.promoted() == {"a"}
+    assert counter.generation != before
+    counter.add("a")
+    counter.add("b")
+    counter.add("c")  # replaces b (count 1): c has count 2 but only 1 for certain
+    assert counter.promoted() == {"a"}
+    counter.resize(1)
+    assert counter.promoted() == {"a"}
+    counter.add("d")  # replaces a (count 3, so d has 4, 1 for certain): a is gone
+    assert counter.promoted() == set()
+    counter.promote_at(1)
+    assert counter.promoted() == {"d"}
+    counter.promote_at(0)
+    assert counter.promoted() == set()

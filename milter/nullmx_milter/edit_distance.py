@@ -3,25 +3,6 @@
 from __future__ import annotations
 
 
-def char_mask(text: str) -> int:
-    """A bit per character present (folded onto 64 bits): a cheap lower-bound filter.
-
-    One insertion, deletion or substitution adds at most one character to a string's
-    set of characters and removes at most one; a transposition changes nothing. So when
-    `distance(a, b) <= limit`, neither mask has more than `limit` bits the other lacks.
-    Folding can only hide differences, never invent them, so the bound stays safe.
-    """
-    mask = 0
-    for char in set(text):
-        mask |= 1 << (ord(char) & 63)
-    return mask
-
-
-def may_be_within(mask_a: int, mask_b: int, limit: int) -> bool:
-    """False when the character masks prove that the distance is over `limit`."""
-    return (mask_a & ~mask_b).bit_count() <= limit and (mask_b & ~mask_a).bit_count() <= limit
-
-
 def distance(a: str, b: str, limit: int) -> int:
     """The edit distance of `a` and `b`, a swap of two neighbours counting 1.
 

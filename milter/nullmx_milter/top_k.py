@@ -26,10 +26,15 @@ class SpaceSaving:
     for a tracked item; a replacement, amortised O(log capacity).
     """
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, promote_at: int = 0) -> None:
         if capacity < 0:
             raise ValueError(f"capacity must be >= 0, not {capacity}")
         self._capacity = capacity
+        # Items whose guaranteed count (count - error) reached promote_at (0: not kept),
+        # and a number that changes whenever that set does.
+        self._promote_at = promote_at
+        self._promoted: dict[str, None] = {}
+        self._generation = 0
         self._lock = threading.Lock()
         # item -> [count, error]; lists so a tracked item's update is one increment.
         self._counters: dict[str, list[int]] = {}
@@ -58,16 +63,22 @@ class SpaceSaving:
             counter = self._counters.get(item)
             if counter is not None:
                 counter[0] += 1
+                if counter[0] - counter[1] == self._promote_at:
+                    self._promoted[item] = None
+                    self._generation += 1
                 return
             if len(self._counters) < self._capacity:
                 self._counters[item] = [1, 0]
                 heapq.heappush(self._heap, (1, item))
+            elif self._capacity == 0:
                 return
-            if self._capacity == 0:
-                return
-            smallest = self._pop_smallest()
-            self._counters[item] = [smallest + 1, smallest]
-            heapq.heappush(self._heap, (smallest + 1, item))
+            else:
+                smallest = self._pop_smallest()
+                self._counters[item] = [smallest + 1, smallest]
+                heapq.heappush(self._heap, (smallest + 1, item))
+            if self._promote_at == 1:
+                self._promoted[item] = None
+                self._generation += 1
 
     def _pop_smallest(self) -> int:
         """Remove the item with the smallest count (caller holds the lock); its count."""
@@ -78,6 +89,8 @@ class SpaceSaving:
             if current == count:
                 heapq.heappop(heap)
                 del self._counters[item]
+                if self._promoted.pop(item, 0) is None:
+                    self._generation += 1
                 return count
             heapq.heapreplace(heap, (current, item))
 
@@ -89,6 +102,33 @@ class SpaceSaving:
             self._capacity = capacity
             while len(self._counters) > capacity:
                 self._pop_smallest()
+
+    @property
+    def generation(self) -> int:
+        """Changes whenever the set of promoted items does (read without the lock)."""
+        return self._generation
+
+    def promoted(self) -> set[str]:
+        """The items counted `promote_at` times for certain (none when it is 0)."""
+        with self._lock:
+            return set(self._promoted)
+
+    def promote_at(self, count: int) -> None:
+        """Promote items from `count` certain sightings on (0: none); applies at once."""
+        with self._lock:
+            if count == self._promote_at:
+                return
+            self._promote_at = count
+            self._promoted = (
+                {
+                    item: None
+                    for item, (seen, error) in self._counters.items()
+                    if seen - error >= count
+                }
+                if count > 0
+                else {}
+            )
+            self._generation += 1
 
     def top(self, limit: int) -> list[TopEntry]:
         """The `limit` largest counts, largest first (ties by item, for a stable order)."""
