@@ -9,6 +9,7 @@ import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from nullmx_milter import __version__
+from nullmx_milter.header_check import HeaderVerdict
 from nullmx_milter.mx import MxClass
 from nullmx_milter.policy import Verdict
 from nullmx_milter.reply import Reply
@@ -133,7 +134,9 @@ class Metrics:
             ["verdict"],
             registry=registry,
         )
-        self._header_from = {verdict: header_from.labels(verdict.value) for verdict in Verdict}
+        self._header_from = {
+            verdict: header_from.labels(verdict.value) for verdict in HeaderVerdict
+        }
         Info("nullmx_build", "Versions this milter runs with.", registry=registry).info(versions)
         prometheus_client.ProcessCollector(registry=registry)
         self.registry = registry
@@ -180,7 +183,7 @@ class Metrics:
     def count_suggestion(self, outcome: SuggestionOutcome) -> None:
         self._suggestions[outcome].inc()
 
-    def count_header_from(self, verdict: Verdict) -> None:
+    def count_header_from(self, verdict: HeaderVerdict) -> None:
         self._header_from[verdict].inc()
 
     def suggestion_counts(self) -> dict[str, float]:
