@@ -16,8 +16,8 @@ from knot import KnotServer
 
 pytestmark = pytest.mark.integration
 
-# Slack for a shared 2-core host on top of a lookup budget.
-SLACK = 1.0
+# Slack for a shared 2-core host on top of a lookup budget (seen needed at a load of 10).
+SLACK = 2.0
 HOP_LIMIT = 8  # lookups per name, CNAME hops included (dns_lookup._MAX_CNAME_HOPS)
 
 
