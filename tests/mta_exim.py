@@ -1,12 +1,18 @@
 """A private Exim 4 (Debian's packages, unpacked, not installed) inside a network namespace.
 
 Debian's exim4 packages conflict with postfix, so scripts/fetch-exim unpacks them into
-.cache/exim. The configuration is one file written here: a main section, routers and
-transports of the test's own (everything is relayed to smtp-sink), and the shipped wiring of
-config/exim/ verbatim: conf.d/acl/25_nullmx-milter by `.include` right after `begin acl`
-(as README "Use with Exim" says for a single-file configuration), rcpt-acl.conf and
-mail-acl.conf as the first statements of the RCPT and MAIL ACLs. Settings go in as the
-macros the shipped ACL file documents.
+.cache/exim. The shipped wiring of config/exim/ goes in verbatim, in one of three layouts:
+
+- "relay": a configuration of the test's own that relays everything to smtp-sink, with
+  conf.d/acl/25_nullmx-milter by `.include` right after `begin acl` (as README "Use with
+  Exim" says for a single-file configuration), rcpt-acl.conf and mail-acl.conf as the
+  first statements of the RCPT and MAIL ACLs;
+- "debian-split": Debian's own conf.d, concatenated as update-exim4.conf does, with
+  25_nullmx-milter dropped into acl/ and rcpt-acl.conf added to Debian's acl_check_rcpt;
+- "debian-single": Debian's own exim4.conf.template with the `.include` and rcpt-acl.conf.
+
+Settings go in as macros (the NULLMX_* ones the shipped ACL file documents), placed first as
+/etc/exim4/exim4.conf.localmacros would be.
 """
 
 from __future__ import annotations
@@ -30,6 +36,10 @@ SHIPPED = REPO / "config" / "exim"
 SHIPPED_ACL = SHIPPED / "conf.d" / "acl" / "25_nullmx-milter"
 SHIPPED_RCPT = SHIPPED / "rcpt-acl.conf"
 SHIPPED_MAIL = SHIPPED / "mail-acl.conf"
+DEBIAN_CONFIG = CACHE / "root" / "etc" / "exim4"
+# update-exim4.conf's order of the conf.d sections.
+DEBIAN_SECTIONS = ("main", "acl", "router", "transport", "retry", "rewrite", "auth")
+LAYOUTS = ("relay", "debian-split", "debian-single")
 _DOCUMENTED_DEFER = re.compile(r"^#\s*(NULLMX_UNAVAILABLE = action=4.*)$", re.MULTILINE)
 _REPLY_LINE = re.compile(r"[0-9]{3}[- ]")
 
@@ -103,20 +113,66 @@ class EximInstance:
         next_hop: int,
         port: int = 25,
         check_senders: bool = False,
+        layout: str = "relay",
     ) -> None:
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout {layout!r} is not one of {LAYOUTS}")
         self.netns = netns
         self.workdir = workdir
         self.macros = dict(macros)
         self.next_hop = next_hop
         self.port = port
         self.check_senders = check_senders
+        self.layout = layout
         self.config = workdir / "exim.conf"
         self.log_dir = workdir / "log"
         self.process: subprocess.Popen[bytes] | None = None
 
     def _config_text(self) -> str:
         macros = "".join(f"{name} = {value}\n" for name, value in self.macros.items())
-        rcpt = shipped_statement(SHIPPED_RCPT, "require acl = acl_nullmx_rcpt")
+        if self.layout == "debian-split":
+            return self._debian_macros() + macros + self._debian_split()
+        if self.layout == "debian-single":
+            return self._debian_macros() + macros + self._debian_single()
+        return self._relay(macros)
+
+    def _debian_macros(self) -> str:
+        """What update-exim4.conf would seed, pointed at the private folders."""
+        return f"""\
+SPOOLDIR = {self.workdir / "spool"}
+CONFDIR = {self.workdir}
+MAIN_LOCAL_DOMAINS = @:localhost
+MAIN_RELAY_TO_DOMAINS =
+MAIN_RELAY_NETS = 127.0.0.1
+ETC_MAILNAME = mta.nullmx.test
+DC_eximconfig_configtype = internet
+DCconfig_internet = 1
+"""
+
+    def _debian_split(self) -> str:
+        parts: list[str] = []
+        for section in DEBIAN_SECTIONS:
+            folder = DEBIAN_CONFIG / "conf.d" / section
+            files = {path.name: path for path in folder.iterdir()}
+            if section == "acl":
+                files[SHIPPED_ACL.name] = SHIPPED_ACL
+            for name in sorted(files):
+                text = files[name].read_text()
+                if name == "30_exim4-config_check_rcpt":
+                    text = _after_line(text, "acl_check_rcpt:", self._rcpt_statement())
+                parts.append(text)
+        return "".join(parts)
+
+    def _debian_single(self) -> str:
+        text = (DEBIAN_CONFIG / "exim4.conf.template").read_text()
+        text = _after_line(text, "begin acl", f".include {SHIPPED_ACL}\n")
+        return _after_line(text, "acl_check_rcpt:", self._rcpt_statement())
+
+    def _rcpt_statement(self) -> str:
+        return shipped_statement(SHIPPED_RCPT, "require acl = acl_nullmx_rcpt")
+
+    def _relay(self, macros: str) -> str:
+        rcpt = self._rcpt_statement()
         mail = (
             shipped_statement(SHIPPED_MAIL, "require acl = acl_nullmx_mail")
             if self.check_senders
@@ -192,6 +248,8 @@ begin retry
         return HostCheck(group_replies(result.stdout), result.stderr)
 
     def start(self) -> EximInstance:
+        if self.layout != "relay":
+            raise ValueError("only the relay layout knows where to deliver")
         self.write_config()
         self.process = subprocess.Popen(
             [*self.netns.prefix, str(EXIM), "-C", str(self.config), "-bdf"],
@@ -213,6 +271,14 @@ begin retry
     def stop(self) -> None:
         stop_process(self.process)
         self.process = None
+
+
+def _after_line(text: str, line: str, addition: str) -> str:
+    """`text` with `addition` inserted after its one line that reads `line`."""
+    marker = f"\n{line}\n"
+    if text.count(marker) != 1:
+        raise ValueError(f"Debian's configuration no longer has one line {line!r}")
+    return text.replace(marker, marker + addition)
 
 
 def assert_rewrapped(exim_lines: list[str], milter_lines: list[str]) -> None:

@@ -35,7 +35,13 @@ class EximSetup:
     enforce: MilterDaemon
     dry_run: MilterDaemon
 
-    def exim(self, name: str, macros: dict[str, str], check_senders: bool = False) -> EximInstance:
+    def exim(
+        self,
+        name: str,
+        macros: dict[str, str],
+        check_senders: bool = False,
+        layout: str = "relay",
+    ) -> EximInstance:
         return EximInstance(
             self.stack.netns,
             self.stack.folder(f"exim-{name}"),
@@ -43,11 +49,14 @@ class EximSetup:
             next_hop=self.stack.sink.port,
             port=EXIM_PORT,
             check_senders=check_senders,
+            layout=layout,
         )
 
-    def enforcing_exim(self, name: str, check_senders: bool = False) -> EximInstance:
+    def enforcing_exim(
+        self, name: str, check_senders: bool = False, layout: str = "relay"
+    ) -> EximInstance:
         socket_path = str(self.sockets / "enforce.sock")
-        return self.exim(name, {"NULLMX_SOCKET": socket_path}, check_senders)
+        return self.exim(name, {"NULLMX_SOCKET": socket_path}, check_senders, layout)
 
     def milter_reply(self, sender: str, recipient: str = "") -> list[str]:
         """The reply the milter sends for this MAIL (and RCPT), '%' as the MTA shows it."""
@@ -124,6 +133,19 @@ def test_null_mx_recipients_get_the_milters_multiline_556(exim_setup: EximSetup)
     assert all("nullmx-milter: 556 5.1.10 <" in line for line in rejected), rejected
     added = frontend_replies(after, "556", "5.1.10") - frontend_replies(before, "556", "5.1.10")
     assert added == len(null_mx)
+
+
+@pytest.mark.parametrize("layout", ["debian-split", "debian-single"])
+def test_debians_own_configurations_with_the_shipped_files(
+    exim_setup: EximSetup, layout: str
+) -> None:
+    recipients = [*DELIVERABLE, *NULL_MX]
+    _check, _mail, rcpt = session(exim_setup.enforcing_exim(layout, layout=layout), recipients)
+    for recipient in DELIVERABLE:
+        # Debian's acl_check_rcpt accepts the relay_from_hosts (here 127.0.0.1).
+        assert rcpt[recipient] == ["250 Accepted"], recipient
+    for recipient in NULL_MX:
+        assert_rewrapped(rcpt[recipient], exim_setup.milter_reply(SENDER, recipient))
 
 
 def test_dns_failure_defers_with_451_4_4_3(exim_setup: EximSetup) -> None:
