@@ -42,6 +42,7 @@ DEBIAN_SECTIONS = ("main", "acl", "router", "transport", "retry", "rewrite", "au
 LAYOUTS = ("relay", "debian-split", "debian-single")
 _DOCUMENTED_DEFER = re.compile(r"^#\s*(NULLMX_UNAVAILABLE = action=4.*)$", re.MULTILINE)
 _REPLY_LINE = re.compile(r"[0-9]{3}[- ]")
+_CONF_D_NAME = re.compile(r"[A-Za-z0-9_-]+\Z")
 
 
 def fetch_exim() -> Path:
@@ -156,6 +157,10 @@ DCconfig_internet = 1
             files = {path.name: path for path in folder.iterdir()}
             if section == "acl":
                 files[SHIPPED_ACL.name] = SHIPPED_ACL
+            # update-exim4.conf reads only names made of letters, digits, '_' and '-'.
+            files = {name: path for name, path in files.items() if _CONF_D_NAME.match(name)}
+            if section == "acl" and SHIPPED_ACL.name not in files:
+                raise ValueError(f"update-exim4.conf would skip {SHIPPED_ACL.name}")
             for name in sorted(files):
                 text = files[name].read_text()
                 if name == "30_exim4-config_check_rcpt":

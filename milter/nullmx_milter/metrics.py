@@ -9,13 +9,15 @@ import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from nullmx_milter import __version__
+from nullmx_milter.header_check import HeaderVerdict
 from nullmx_milter.mx import MxClass
 from nullmx_milter.policy import Verdict
 from nullmx_milter.reply import Reply
+from nullmx_milter.suggest import SuggestionOutcome
 
 # Every reply the engine can build; codes are fixed, only the text is configurable.
 REPLY_CODES = (("556", "5.1.10"), ("550", "5.7.27"), ("451", "4.4.3"))
-CALLBACK_STAGES = ("envfrom", "envrcpt", "policy")
+CALLBACK_STAGES = ("envfrom", "envrcpt", "header", "eoh", "policy")
 # "exim": policy-service requests with reply_format=exim (config/exim/).
 FRONTENDS = ("milter", "policy", "exim")
 POLICY_REQUEST_RESULTS = ("ok", "malformed")
@@ -117,6 +119,25 @@ class Metrics:
             registry=registry,
         )
         self._errors = {stage: errors.labels(stage) for stage in CALLBACK_STAGES}
+        suggestions = Counter(
+            "nullmx_suggestions",
+            'Null-MX rejections by "did you mean" outcome (offered, tie: abstained, none).',
+            ["outcome"],
+            registry=registry,
+        )
+        self._suggestions = {
+            outcome: suggestions.labels(outcome.value) for outcome in SuggestionOutcome
+        }
+        self._suggestion_family = suggestions
+        header_from = Counter(
+            "nullmx_header_from_checks",
+            "Messages whose From header was checked at end of headers, by verdict.",
+            ["verdict"],
+            registry=registry,
+        )
+        self._header_from = {
+            verdict: header_from.labels(verdict.value) for verdict in HeaderVerdict
+        }
         Info("nullmx_build", "Versions this milter runs with.", registry=registry).info(versions)
         prometheus_client.ProcessCollector(registry=registry)
         self.registry = registry
@@ -159,6 +180,16 @@ class Metrics:
 
     def count_callback_error(self, stage: str) -> None:
         self._errors[stage].inc()
+
+    def count_suggestion(self, outcome: SuggestionOutcome) -> None:
+        self._suggestions[outcome].inc()
+
+    def count_header_from(self, verdict: HeaderVerdict) -> None:
+        self._header_from[verdict].inc()
+
+    def suggestion_counts(self) -> dict[str, float]:
+        """Null-MX rejections so far, by suggestion outcome."""
+        return {labels["outcome"]: value for labels, value in _totals(self._suggestion_family)}
 
     def reply_counts(self) -> dict[tuple[str, str], float]:
         """Replies emitted so far, by (code, enhanced), for the status report."""
