@@ -8,7 +8,8 @@ from collections.abc import Iterator
 import pytest
 
 from nullmx_milter.dns_fast import FastMxQuery, parse_answer
-from nullmx_milter.dns_lookup import MxResolver, Nameserver
+from nullmx_milter.dns_lookup import MxResolver
+from nullmx_milter.endpoints import Nameserver
 
 from knot import BlackHole, KnotServer
 

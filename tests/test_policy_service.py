@@ -8,13 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from nullmx_milter.config import PolicyServiceConfig
 from nullmx_milter.policy import Mode, OnDnsError, SenderCheck
 from nullmx_milter.policy_service import MAX_LINE_OCTETS, PolicyResponder, PolicyServer
 
 from conftest import StartDaemon
 from daemon_process import MilterDaemon
-from fakes import fake_engine
+from fakes import fake_runtimes
 from knot import KnotServer, free_port
 from policy_client import connect_unix, exchange
 
@@ -28,8 +27,8 @@ def responder(
     on_dns_error: OnDnsError = OnDnsError.ACCEPT,
     sender: SenderCheck = SenderCheck.OFF,
 ) -> PolicyResponder:
-    engine, metrics = fake_engine(mode, on_dns_error, sender)
-    return PolicyResponder(engine, metrics, PolicyServiceConfig().replies())
+    runtimes, metrics = fake_runtimes(mode, on_dns_error, sender)
+    return PolicyResponder(runtimes, metrics)
 
 
 @pytest.mark.parametrize(
@@ -72,12 +71,9 @@ def test_tempfail_dry_run_and_sender() -> None:
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[PolicyServer]:
-    engine, metrics = fake_engine()
+    runtimes, metrics = fake_runtimes(idle_timeout=0.5)
     policy_server = PolicyServer(
-        f"unix:{tmp_path / 'policy.sock'}",
-        PolicyResponder(engine, metrics, PolicyServiceConfig().replies()),
-        metrics,
-        idle_timeout=0.5,
+        f"unix:{tmp_path / 'policy.sock'}", PolicyResponder(runtimes, metrics), metrics
     )
     policy_server.start()
     yield policy_server
