@@ -1,4 +1,9 @@
-"""The Postfix policy delegation front end (check_policy_service): attributes in, action out."""
+"""The Postfix policy delegation front end (check_policy_service): attributes in, action out.
+
+Exim speaks the same protocol from an ACL (`${readsocket}`, config/exim/) and adds the request
+attribute `reply_format=exim`: the answer then carries the milter's whole multi-line reply,
+its lines separated by a TAB for the ACL to turn into newlines.
+"""
 
 from __future__ import annotations
 
@@ -25,11 +30,23 @@ log = logging.getLogger(__name__)
 MAX_LINE_OCTETS = 8192
 MAX_ATTRIBUTES = 256
 DUNNO = "DUNNO"
+# The request attribute that asks for Exim's form of the answer; absent, Postfix's.
+REPLY_FORMAT = "reply_format"
+EXIM_FORMAT = "exim"
+# Reply lines are printable ASCII (reply.Reply checks it), so a TAB can only be a separator.
+EXIM_LINE_SEPARATOR = "\t"
 
 
 def action_for(reply: Reply) -> str:
     """`556 5.1.10 text` as Postfix wants it (no libmilter '%' doubling)."""
     return f"{reply.code} {reply.enhanced} {reply.lines[0].replace('%%', '%')}"
+
+
+def exim_action_for(reply: Reply) -> str:
+    """`556 5.1.10 line<TAB>line<TAB>line`: Exim's `message =` wants the code once and one
+    line per newline, and repeats code and enhanced code on every line itself."""
+    text = EXIM_LINE_SEPARATOR.join(line.replace("%%", "%") for line in reply.lines)
+    return f"{reply.code} {reply.enhanced} {text}"
 
 
 class PolicyResponder:
@@ -48,8 +65,14 @@ class PolicyResponder:
     def idle_timeout(self) -> float:
         return self._runtimes.current.config.policy_service.idle_timeout
 
-    def _render(self, decision: Decision, role: Role, replies: ReplyTemplates) -> str:
+    def _render(
+        self, decision: Decision, role: Role, replies: ReplyTemplates, *, exim: bool
+    ) -> str:
         address = decision.address
+        if exim and decision.reply is not None:
+            # The reply the milter would send, from the [policy.replies] templates.
+            self._metrics.count_reply(decision.reply, "exim")
+            return exim_action_for(decision.reply)
         if decision.verdict is Verdict.REJECTED:
             template = replies.sender if role is Role.SENDER else replies.recipient
         elif decision.verdict is Verdict.TEMPFAILED:
@@ -69,29 +92,35 @@ class PolicyResponder:
         role: Role,
         argument: str,
         context: str,
+        *,
+        exim: bool,
     ) -> tuple[Decision, str]:
         if role is Role.SENDER:
             decision = engine.check_sender(argument)
         else:
             decision = engine.check_recipient(argument)
         log_decision(decision, role, argument, context)
-        return decision, self._render(decision, role, replies)
+        return decision, self._render(decision, role, replies, exim=exim)
 
     def respond(self, attributes: Mapping[str, str]) -> str:
         """The action for one request: DUNNO unless a null MX (or the tempfail policy) applies."""
         runtime = self._runtimes.current
         engine, replies = runtime.engine, runtime.policy_service_replies
         state = attributes.get("protocol_state", "").upper()
-        context = f"front=policy qid={log_safe(attributes.get('queue_id') or '-')}"
+        exim = attributes.get(REPLY_FORMAT) == EXIM_FORMAT
+        front = "exim" if exim else "policy"
+        context = f"front={front} qid={log_safe(attributes.get('queue_id') or '-')}"
         sender = attributes.get("sender", "")
         if state in ("MAIL", "RCPT") and sender and engine.policy.checks_senders:
-            decision, action = self._check(engine, replies, Role.SENDER, sender, context)
+            decision, action = self._check(engine, replies, Role.SENDER, sender, context, exim=exim)
             if decision.verdict in (Verdict.REJECTED, Verdict.TEMPFAILED) or state == "MAIL":
                 return action
         if state != "RCPT":
             return DUNNO
         recipient = attributes.get("recipient", "")
-        _decision, action = self._check(engine, replies, Role.RECIPIENT, recipient, context)
+        _decision, action = self._check(
+            engine, replies, Role.RECIPIENT, recipient, context, exim=exim
+        )
         return action
 
 
