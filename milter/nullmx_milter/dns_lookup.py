@@ -47,7 +47,10 @@ class _Interner(Generic[HashableT]):
 
 
 def _negative_ttl(response: dns.message.Message | None) -> float:
-    if not isinstance(response, dns.message.QueryMessage):
+    # Checked here: dnspython 2.9 gives a negative answer without SOA a TTL of 300.
+    if not isinstance(response, dns.message.QueryMessage) or not any(
+        rrset.rdtype == dns.rdatatype.SOA for rrset in response.authority
+    ):
         return _TTL_WITHOUT_SOA
     try:
         return float(response.resolve_chaining().minimum_ttl)
