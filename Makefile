@@ -43,6 +43,11 @@ clean:
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
 
+## make image: the container image (container/Containerfile) from the Debian package, with podman
+.PHONY: image
+image: deps
+	scripts/build-image
+
 ## make deb: the Debian package (debian/) into dist/; make dist: sdist + wheel into dist/
 .PHONY: deb dist
 deb: deps

@@ -27,6 +27,19 @@ def _setns(fd: int) -> None:
         raise OSError(error, os.strerror(error))
 
 
+@contextlib.contextmanager
+def entered_namespace(path: Path) -> Iterator[None]:
+    """Run the body with this thread inside the network namespace at `path` (a bind mount
+    under /var/run/netns, or /proc/PID/ns/net of a container's process). Sockets opened and
+    processes started in the body stay in it."""
+    with path.open("rb") as inside, Path("/proc/thread-self/ns/net").open("rb") as outside:
+        _setns(inside.fileno())
+        try:
+            yield
+        finally:
+            _setns(outside.fileno())
+
+
 class NetNamespace:
     """`ip netns add NAME` with lo up; /etc/netns/NAME gives it resolv.conf -> 127.0.0.1.
 
@@ -68,18 +81,9 @@ class NetNamespace:
             check=False,
         )
 
-    @contextlib.contextmanager
-    def entered(self) -> Iterator[None]:
+    def entered(self) -> contextlib.AbstractContextManager[None]:
         """Run the body with this thread inside the namespace (sockets opened stay there)."""
-        with (
-            (_NETNS_RUN / self.name).open("rb") as inside,
-            Path("/proc/thread-self/ns/net").open("rb") as outside,
-        ):
-            _setns(inside.fileno())
-            try:
-                yield
-            finally:
-                _setns(outside.fileno())
+        return entered_namespace(_NETNS_RUN / self.name)
 
     def delete(self) -> None:
         if self.created:
