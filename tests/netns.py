@@ -10,6 +10,7 @@ import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Protocol
 
 _CLONE_NEWNET = 0x40000000
 _NETNS_RUN = Path("/var/run/netns")
@@ -38,6 +39,29 @@ def entered_namespace(path: Path) -> Iterator[None]:
             yield
         finally:
             _setns(outside.fileno())
+
+
+class Namespace(Protocol):
+    """Where a harness runs its servers: a command prefix, and a way in for this thread."""
+
+    @property
+    def prefix(self) -> list[str]: ...
+
+    def entered(self) -> contextlib.AbstractContextManager[None]: ...
+
+
+class ProcessNamespace:
+    """The network namespace of a running process, e.g. a container's first process."""
+
+    def __init__(self, pid: int) -> None:
+        self.path = Path(f"/proc/{pid}/ns/net")
+
+    @property
+    def prefix(self) -> list[str]:
+        return ["nsenter", f"--net={self.path}"]
+
+    def entered(self) -> contextlib.AbstractContextManager[None]:
+        return entered_namespace(self.path)
 
 
 class NetNamespace:
