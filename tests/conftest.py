@@ -1,4 +1,4 @@
-"""Shared fixtures: a real Knot DNS server and the real daemon."""
+"""Shared fixtures: a real Knot DNS server, a DNSSEC-validating stack and the real daemon."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from daemon_process import MilterDaemon, reap
+from dnssec_stack import DnssecStack
 from knot import BlackHole, KnotServer
 from mta_stack import MtaStack
 
@@ -64,5 +65,13 @@ def start_daemon(
 def mta_stack() -> Iterator[MtaStack]:
     """A network namespace with Knot on 127.0.0.1:53 and smtp-sink, for real-MTA tests."""
     stack = MtaStack("mta").start()
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture(scope="session")
+def dnssec_stack() -> Iterator[DnssecStack]:
+    """A namespace with a signing Knot behind a validating (and a plain) unbound."""
+    stack = DnssecStack("dnssec").start()
     yield stack
     stack.stop()

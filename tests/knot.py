@@ -61,7 +61,7 @@ class KnotServer:
 
     def _write_config(self, extra_zones: dict[str, str]) -> Path:
         self.zone_dir.mkdir(parents=True, exist_ok=True)
-        zones = {"test.": "test.zone", "example.": "example.zone"}
+        zones = {"test.": "test.zone", "example.": "example.zone", "gmial.com.": "gmial.com.zone"}
         for zone_file in zones.values():
             shutil.copy(ZONES / zone_file, self.zone_dir / zone_file)
         for origin, text in extra_zones.items():

@@ -79,7 +79,7 @@ def test_exchanges_order_and_ttl_as_dnspython_reports_them(server: KnotServer, d
     _fast, slow = resolvers(server)
     expected = slow.lookup(domain)
     answer = FastMxQuery("127.0.0.1", server.port).query(domain, 1.0)
-    assert answer == (expected.exchanges, int(expected.ttl))
+    assert answer == (expected.exchanges, int(expected.ttl), False)
 
 
 def test_silence_is_left_to_dnspython(black_hole: BlackHole) -> None:
@@ -128,7 +128,31 @@ def test_malformed_or_unusual_answers_stand_aside(packet: bytes) -> None:
 
 def test_a_well_formed_null_mx_parses() -> None:
     packet = response(answers=mx_record(NULL_MX_RDATA, ttl=60))
-    assert parse_answer(packet, 7, QUESTION, "null.test") == (((0, "."),), 60)
+    assert parse_answer(packet, 7, QUESTION, "null.test") == (((0, "."),), 60, False)
+
+
+def rrsig_record(ttl: int = 60) -> bytes:
+    # Covers MX, ECDSA P-256, 2 labels; the signature bytes are never looked at.
+    rdata = struct.pack(">HBBIIIH", 15, 13, 2, 60, 0, 0, 1) + b"\x00" + b"\x01" * 64
+    return b"\xc0\x0c" + struct.pack(">HHIH", 46, 1, ttl, len(rdata)) + rdata
+
+
+@pytest.mark.parametrize(
+    ("flags", "authenticated"),
+    [pytest.param(0x81A0, True, id="ad-set"), pytest.param(0x8180, False, id="ad-clear")],
+)
+def test_the_ad_bit_is_reported_and_rrsigs_are_skipped(flags: int, authenticated: bool) -> None:
+    records = mx_record(NULL_MX_RDATA, ttl=60) + rrsig_record(ttl=30)
+    packet = response(flags=flags, answers=records, count=2)
+    # The RRSIG's own TTL does not count, as dnspython reports the MX set's.
+    assert parse_answer(packet, 7, QUESTION, "null.test") == (((0, "."),), 60, authenticated)
+
+
+def test_a_signature_without_mx_records_stands_aside() -> None:
+    assert (
+        parse_answer(response(flags=0x81A0, answers=rrsig_record()), 7, QUESTION, "null.test")
+        is None
+    )
 
 
 def test_names_that_cannot_be_asked_stand_aside() -> None:

@@ -4,7 +4,8 @@ A cold lookup through dnspython's resolver costs ~0.3 ms of CPU (message objects
 and a selector per query), and libmilter's threads share one GIL: at 10 connections asking
 for new domains, RCPTs queued behind each other's lookups (bench/, issue 7). This path
 encodes the query by hand and reads only what a plain answer holds: NOERROR, no truncation,
-the question echoed, and MX records owned by the name itself. Everything else (NXDOMAIN,
+the question echoed, and MX records owned by the name itself (with their RRSIGs when DNSSEC
+records were asked for, whose AD bit it reports). Everything else (NXDOMAIN,
 NODATA, CNAME, SERVFAIL, odd names, malformed packets) returns None, and the caller asks
 dnspython, which handles it in full.
 """
@@ -20,14 +21,18 @@ _HEADER = struct.Struct(">HHHHHH")
 _RR = struct.Struct(">HHIH")
 _PREFERENCE = struct.Struct(">H")
 _TYPE_MX = 15
+_TYPE_RRSIG = 46
 _CLASS_IN = 1
 _FLAG_QR = 0x8000
 _FLAG_TC = 0x0200
 _OPCODE_RCODE = 0x780F
 _RECURSION_DESIRED = 0x0100
-# An EDNS0 OPT record: root owner, type 41, class = payload size, no flags, no options.
+# RFC 4035 §3.2.3, RFC 6840 §5.7: AD in a response means "validated"; in a query, "tell me".
+_AUTHENTIC_DATA = 0x0020
+# An EDNS0 OPT record: root owner, type 41, class = payload size, no options; the TTL field
+# holds the flags, whose top bit is DO ("send DNSSEC records", RFC 3225).
 _EDNS_PAYLOAD = 1232
-_OPT = b"\0" + struct.pack(">HHIH", 41, _EDNS_PAYLOAD, 0, 0)
+_DNSSEC_OK = 0x8000
 _QUESTION_TAIL = struct.pack(">HH", _TYPE_MX, _CLASS_IN)
 _MAX_POINTERS = 32
 # Labels dnspython prints without escapes; anything else goes the slow way.
@@ -75,15 +80,25 @@ def _presentation(labels: list[bytes]) -> str:
     return b".".join(labels).decode("ascii") + "."
 
 
-class FastMxQuery:
-    """Plain MX answers from one server over UDP."""
+FastAnswer = tuple[tuple[tuple[int, str], ...], int, bool]
 
-    def __init__(self, host: str, port: int) -> None:
+
+class FastMxQuery:
+    """Plain MX answers from one server over UDP.
+
+    With `dnssec`, each query sets DO and AD (as dnspython does under `dns.dnssec =
+    "require"`), and the answer's AD bit is reported.
+    """
+
+    def __init__(self, host: str, port: int, dnssec: bool = False) -> None:
         self._family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._address = (host, port)
+        flags = _RECURSION_DESIRED | (_AUTHENTIC_DATA if dnssec else 0)
+        self._flags = flags
+        self._opt = b"\0" + struct.pack(">HHIH", 41, _EDNS_PAYLOAD, _DNSSEC_OK if dnssec else 0, 0)
 
-    def query(self, domain: str, timeout: float) -> tuple[tuple[tuple[int, str], ...], int] | None:
-        """(exchanges, TTL) for `domain` (lower-case A-label, no trailing dot), or None.
+    def query(self, domain: str, timeout: float) -> FastAnswer | None:
+        """(exchanges, TTL, AD bit) for `domain` (lower-case A-label, no trailing dot), or None.
 
         None means "ask dnspython": the answer was not plain, or did not come in time.
         """
@@ -98,7 +113,7 @@ class FastMxQuery:
             return None
         query_id = secrets.randbits(16)
         question = qname + b"\0" + _QUESTION_TAIL
-        query = _HEADER.pack(query_id, _RECURSION_DESIRED, 1, 0, 0, 1) + question + _OPT
+        query = _HEADER.pack(query_id, self._flags, 1, 0, 0, 1) + question + self._opt
         try:
             with socket.socket(self._family, socket.SOCK_DGRAM) as sock:
                 sock.settimeout(timeout)
@@ -110,19 +125,15 @@ class FastMxQuery:
         return parse_answer(response, query_id, question, domain)
 
 
-def parse_answer(
-    response: bytes, query_id: int, question: bytes, domain: str
-) -> tuple[tuple[tuple[int, str], ...], int] | None:
-    """(exchanges, TTL) from a plain answer to `question`, or None for anything else."""
+def parse_answer(response: bytes, query_id: int, question: bytes, domain: str) -> FastAnswer | None:
+    """(exchanges, TTL, AD bit) from a plain answer to `question`, or None for anything else."""
     try:
         return _parse(response, query_id, question, domain)
     except (_UnusualAnswerError, IndexError, struct.error):
         return None
 
 
-def _parse(
-    response: bytes, query_id: int, question: bytes, domain: str
-) -> tuple[tuple[tuple[int, str], ...], int] | None:
+def _parse(response: bytes, query_id: int, question: bytes, domain: str) -> FastAnswer | None:
     answer_id, flags, questions, answers, _authority, _additional = _HEADER.unpack_from(response)
     if answer_id != query_id or not flags & _FLAG_QR or flags & _FLAG_TC:
         return None
@@ -145,7 +156,13 @@ def _parse(
             return None
         if [label.decode("ascii", "replace").lower() for label in owner] != owner_wanted:
             return None
-        if rtype != _TYPE_MX or rclass != _CLASS_IN:
+        if rclass != _CLASS_IN:
+            return None
+        if rtype == _TYPE_RRSIG:
+            # The MX set's signature (dnspython keeps it apart from the MX set, TTL and all).
+            offset = rdata_end
+            continue
+        if rtype != _TYPE_MX:
             return None
         (preference,) = _PREFERENCE.unpack_from(response, offset)
         labels, exchange_end = _read_name(response, offset + _PREFERENCE.size)
@@ -159,4 +176,6 @@ def _parse(
             exchanges.append((preference, exchange))
         ttl = record_ttl if ttl < 0 else min(ttl, record_ttl)
         offset = rdata_end
-    return tuple(exchanges), ttl
+    if not exchanges:
+        return None
+    return tuple(exchanges), ttl, bool(flags & _AUTHENTIC_DATA)

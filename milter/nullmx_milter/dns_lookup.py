@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Generic, TypeVar
 
 import dns.exception
+import dns.flags
 import dns.message
 import dns.name
 import dns.rdatatype
@@ -74,11 +75,27 @@ def _describe_errors(error: dns.resolver.NoNameservers) -> tuple[MxClass, str]:
     return mx_class, "; ".join(reasons) or "no nameserver answered"
 
 
+@dataclass(frozen=True, slots=True)
+class _Cname:
+    """One step of a CNAME chain to follow: its target, and whether its answer had AD."""
+
+    target: dns.name.Name
+    authenticated: bool
+
+
 class MxResolver:
-    """Query MX records through dnspython, always for absolute names."""
+    """Query MX records through dnspython, always for absolute names.
+
+    With `dnssec`, every query (each CNAME step too) sets the DO and AD bits, and a lookup
+    is `authenticated` only when every answer on the way came back with AD.
+    """
 
     def __init__(
-        self, nameservers: Sequence[Nameserver], timeout: float, fast_path: bool = True
+        self,
+        nameservers: Sequence[Nameserver],
+        timeout: float,
+        fast_path: bool = True,
+        dnssec: bool = False,
     ) -> None:
         resolver = dns.resolver.Resolver(configure=not nameservers)
         if nameservers:
@@ -91,10 +108,16 @@ class MxResolver:
         resolver.timeout = timeout / max(1, len(resolver.nameservers))
         resolver.retry_servfail = False
         resolver.cache = None
-        resolver.use_edns(0, 0, _EDNS_PAYLOAD)
+        if dnssec:
+            resolver.use_edns(0, dns.flags.DO, _EDNS_PAYLOAD)
+            # Setting the flags replaces them all: RD must be named again.
+            resolver.flags = dns.flags.RD | dns.flags.AD
+        else:
+            resolver.use_edns(0, 0, _EDNS_PAYLOAD)
         self._resolver = resolver
         self.timeout = timeout
-        self._fast = _fast_query(resolver) if fast_path else None
+        self.dnssec = dnssec
+        self._fast = _fast_query(resolver, dnssec) if fast_path else None
         self._ttls: _Interner[float] = _Interner()
         self._details: _Interner[str] = _Interner()
         self._exchange_sets: _Interner[tuple[tuple[int, str], ...]] = _Interner()
@@ -124,20 +147,26 @@ class MxResolver:
             # Half the first server's share: if this try goes unanswered, dnspython retries.
             answer = self._fast.query(domain, self._resolver.timeout / 2)
             if answer is not None:
-                exchanges, ttl = answer
-                return self._compact(_mx_lookup(exchanges, float(ttl), ""), domain)
+                exchanges, ttl, authenticated = answer
+                lookup = _mx_lookup(exchanges, float(ttl), "", authenticated)
+                return self._compact(lookup, domain)
         try:
             qname = dns.name.from_text(domain)
         except dns.exception.DNSException as error:
             return MxLookup(MxClass.ERROR, 0.0, f"bad name: {error}")
+        chain_authenticated = True
         for _hop in range(_MAX_CNAME_HOPS):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return MxLookup(MxClass.TIMEOUT, 0.0, "lookup budget spent following CNAMEs")
             result = self._query(qname, remaining)
             if isinstance(result, MxLookup):
+                if result.authenticated and not chain_authenticated:
+                    # A CNAME step on the way was not validated: neither is where it led.
+                    result = replace(result, authenticated=False)
                 return self._compact(result, domain)
-            qname = result
+            chain_authenticated = chain_authenticated and result.authenticated
+            qname = result.target
         return MxLookup(MxClass.ERROR, 0.0, "CNAME chain too long")
 
     def _compact(self, lookup: MxLookup, domain: str) -> MxLookup:
@@ -151,11 +180,12 @@ class MxResolver:
                 self._details(lookup.detail),
                 self._exchange_sets(lookup.exchanges),
                 "" if canonical == domain else canonical,
+                lookup.authenticated,
             )
         )
 
-    def _query(self, qname: dns.name.Name, lifetime: float) -> MxLookup | dns.name.Name:
-        """One resolver call; a Name means "follow this CNAME target"."""
+    def _query(self, qname: dns.name.Name, lifetime: float) -> MxLookup | _Cname:
+        """One resolver call; a _Cname means "follow this CNAME target"."""
         try:
             answer = self._resolver.resolve(
                 qname,
@@ -177,15 +207,17 @@ class MxResolver:
             return MxLookup(MxClass.ERROR, 0.0, f"{type(error).__name__}: {error}")
         canonical = answer.canonical_name
         rrset = answer.rrset
+        authenticated = bool(answer.response.flags & dns.flags.AD)
         if rrset is None:
             if canonical != qname and not _speaks_for(answer.response, canonical):
                 # An authoritative-only server gave the CNAME, not the target's data.
-                return canonical
+                return _Cname(canonical, authenticated)
             return MxLookup(
                 MxClass.IMPLICIT,
                 float(answer.chaining_result.minimum_ttl),
                 "no MX records (implicit MX)",
                 canonical_name=canonical.to_text(omit_final_dot=True),
+                authenticated=authenticated,
             )
         exchanges = tuple(
             (mx.preference, mx.exchange.to_text())
@@ -196,24 +228,27 @@ class MxResolver:
             exchanges,
             float(answer.chaining_result.minimum_ttl),
             canonical.to_text(omit_final_dot=True),
+            authenticated,
         )
 
 
-def _fast_query(resolver: dns.resolver.Resolver) -> FastMxQuery | None:
+def _fast_query(resolver: dns.resolver.Resolver, dnssec: bool) -> FastMxQuery | None:
     """The lean path to the first server (dnspython 2.3 lists addresses, later ones objects)."""
     if not resolver.nameservers:
         return None
     first = resolver.nameservers[0]
     if isinstance(first, str):
-        return FastMxQuery(first, resolver.nameserver_ports.get(first, resolver.port))
+        return FastMxQuery(first, resolver.nameserver_ports.get(first, resolver.port), dnssec)
     address = getattr(first, "address", None)
     port = getattr(first, "port", None)
     if isinstance(address, str) and isinstance(port, int):
-        return FastMxQuery(address, port)
+        return FastMxQuery(address, port, dnssec)
     return None
 
 
-def _mx_lookup(exchanges: tuple[tuple[int, str], ...], ttl: float, canonical_name: str) -> MxLookup:
+def _mx_lookup(
+    exchanges: tuple[tuple[int, str], ...], ttl: float, canonical_name: str, authenticated: bool
+) -> MxLookup:
     """The lookup for an MX answer (both query paths build it here)."""
     return MxLookup(
         classify_exchanges(exchange for _pref, exchange in exchanges),
@@ -221,6 +256,7 @@ def _mx_lookup(exchanges: tuple[tuple[int, str], ...], ttl: float, canonical_nam
         " ".join(f"{pref} {exchange}" for pref, exchange in exchanges),
         exchanges=exchanges,
         canonical_name=canonical_name,
+        authenticated=authenticated,
     )
 
 

@@ -9,14 +9,17 @@ import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from nullmx_milter import __version__
+from nullmx_milter.header_check import HeaderVerdict
 from nullmx_milter.mx import MxClass
 from nullmx_milter.policy import Verdict
 from nullmx_milter.reply import Reply
+from nullmx_milter.suggest import SuggestionOutcome
 
 # Every reply the engine can build; codes are fixed, only the text is configurable.
 REPLY_CODES = (("556", "5.1.10"), ("550", "5.7.27"), ("451", "4.4.3"))
-CALLBACK_STAGES = ("envfrom", "envrcpt", "policy")
-FRONTENDS = ("milter", "policy")
+CALLBACK_STAGES = ("envfrom", "envrcpt", "header", "eoh", "policy")
+# "exim": policy-service requests with reply_format=exim (config/exim/).
+FRONTENDS = ("milter", "policy", "exim")
 POLICY_REQUEST_RESULTS = ("ok", "malformed")
 CACHE_RESULTS = ("hit", "miss", "coalesced")
 LATENCY_BUCKETS = (
@@ -40,7 +43,7 @@ class Metrics:
         self._reply_family = replies
         frontend_replies = Counter(
             "nullmx_frontend_replies",
-            "SMTP replies emitted, by front end (milter, policy), reply code and enhanced code.",
+            "SMTP replies emitted, by front end (milter, policy, exim), code and enhanced code.",
             ["frontend", "code", "enhanced"],
             registry=registry,
         )
@@ -52,7 +55,7 @@ class Metrics:
         }
         policy_requests = Counter(
             "nullmx_policy_requests",
-            "Postfix policy service requests, by result (malformed ones are answered DUNNO).",
+            "Policy service requests (Postfix, Exim), by result (malformed ones get DUNNO).",
             ["result"],
             registry=registry,
         )
@@ -116,12 +119,31 @@ class Metrics:
             registry=registry,
         )
         self._errors = {stage: errors.labels(stage) for stage in CALLBACK_STAGES}
+        suggestions = Counter(
+            "nullmx_suggestions",
+            'Null-MX rejections by "did you mean" outcome (offered, tie: abstained, none).',
+            ["outcome"],
+            registry=registry,
+        )
+        self._suggestions = {
+            outcome: suggestions.labels(outcome.value) for outcome in SuggestionOutcome
+        }
+        self._suggestion_family = suggestions
+        header_from = Counter(
+            "nullmx_header_from_checks",
+            "Messages whose From header was checked at end of headers, by verdict.",
+            ["verdict"],
+            registry=registry,
+        )
+        self._header_from = {
+            verdict: header_from.labels(verdict.value) for verdict in HeaderVerdict
+        }
         Info("nullmx_build", "Versions this milter runs with.", registry=registry).info(versions)
         prometheus_client.ProcessCollector(registry=registry)
         self.registry = registry
 
     def count_reply(self, reply: Reply, frontend: str) -> None:
-        """One SMTP reply was sent to the MTA by `frontend` ("milter" or "policy")."""
+        """One SMTP reply was sent to the MTA by `frontend` (one of FRONTENDS)."""
         self._replies[(reply.code, reply.enhanced)].inc()
         self._frontend_replies[(frontend, reply.code, reply.enhanced)].inc()
 
@@ -158,6 +180,16 @@ class Metrics:
 
     def count_callback_error(self, stage: str) -> None:
         self._errors[stage].inc()
+
+    def count_suggestion(self, outcome: SuggestionOutcome) -> None:
+        self._suggestions[outcome].inc()
+
+    def count_header_from(self, verdict: HeaderVerdict) -> None:
+        self._header_from[verdict].inc()
+
+    def suggestion_counts(self) -> dict[str, float]:
+        """Null-MX rejections so far, by suggestion outcome."""
+        return {labels["outcome"]: value for labels, value in _totals(self._suggestion_family)}
 
     def reply_counts(self) -> dict[tuple[str, str], float]:
         """Replies emitted so far, by (code, enhanced), for the status report."""

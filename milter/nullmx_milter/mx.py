@@ -34,6 +34,8 @@ class MxLookup:
 
     `exchanges` lists (preference, exchange) as DNS returned them, "." for the root.
     `canonical_name` is where a CNAME chain led, "" when the domain had no CNAME.
+    `authenticated` is True when every answer on the way (each CNAME step and the MX
+    answer) came from the resolver with the AD bit set: DNSSEC-validated (README "DNSSEC").
     """
 
     mx_class: MxClass
@@ -41,6 +43,7 @@ class MxLookup:
     detail: str = ""
     exchanges: tuple[tuple[int, str], ...] = ()
     canonical_name: str = ""
+    authenticated: bool = False
 
 
 def classify_exchanges(exchanges: Iterable[str]) -> MxClass:
