@@ -10,7 +10,7 @@ import pytest
 
 from c_milter import build_null_milter
 from knot import free_port
-from milter_alone import SMOKE, run_milter_alone, running_process
+from milter_alone import SMOKE, nullmx_answer, run_milter_alone, running_process
 from milter_load import run_load
 from report import BEGIN, END, postfix_section, render, write_readme
 from through_postfix import CASES, ONE_SESSION_ONLY, POSTFIX_SMOKE, run_through_postfix
@@ -53,6 +53,23 @@ def test_null_pymilter_answers() -> None:
     with running_process(command, port):
         result = run_load(("127.0.0.1", port), [["a@b.test", "c@d.test"]] * 3)
     assert result.answers == {"c": 6}
+
+
+@pytest.mark.integration
+def test_load_client_fails_loudly_on_a_wrong_answer() -> None:
+    # d0.bench publishes a null MX: a milter that lets it through answered wrong, and a run
+    # with such answers must not yield a figure.
+    port = free_port(socket.SOCK_STREAM)
+    command = [sys.executable, str(BENCH / "null_pymilter.py"), f"inet:{port}@127.0.0.1"]
+    with running_process(command, port):
+        result = run_load(
+            ("127.0.0.1", port), [["user0@d0.bench", "user1@d1.bench"]], expect=nullmx_answer
+        )
+    assert result.answers == {"c": 2}
+    assert len(result.wrong) == 1
+    assert "request 0: answered 'c', expected '556'" in result.wrong[0]
+    with pytest.raises(RuntimeError, match="1 wrong answers"):
+        result.check(2)
 
 
 @pytest.mark.mta
