@@ -3,6 +3,7 @@ with podman: `--network=none`, Knot and the test client inside its network names
 
 from __future__ import annotations
 
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -11,7 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from container_run import Container, build_image, podman, podman_status, run_container
+from container_run import (
+    Container,
+    build_image,
+    podman,
+    podman_status,
+    run_container,
+    wait_for_exit,
+)
 from daemon_process import wait_for_port
 from exposition import metric
 from knot import KnotServer
@@ -170,3 +178,38 @@ def test_daemon_runs_unprivileged(start_milter: StartMilter) -> None:
     assert int(status["CapEff"], 16) == int(status["CapPrm"], 16) == 0
     assert status["NoNewPrivs"].strip() == "1"
     assert milter.container.inspect("{{.Config.User}}") == f"{IMAGE_UID}:{IMAGE_UID}"
+
+
+def test_sigusr1_reloads_the_mounted_config(start_milter: StartMilter) -> None:
+    milter = start_milter()
+    assert milter.rcpt("<a@null.test>")[0].startswith("556-5.1.10 ")
+    # A new file renamed into place, as an editor or a Kubernetes ConfigMap update does.
+    replacement = milter.config / "nullmx-milter.toml.new"
+    replacement.write_text(container_config('[policy]\nmode = "dry-run"\n'))
+    replacement.chmod(0o644)
+    replacement.replace(milter.config / "nullmx-milter.toml")
+    milter.container.kill("USR1")
+    deadline = time.monotonic() + 15
+    while milter.rcpt("<b@null.test>") != ["continue"]:
+        assert time.monotonic() < deadline, milter.container.logs()
+        time.sleep(0.1)
+    _, metrics = milter.get("/metrics")
+    assert metric(metrics, "nullmx_config_reloads_total", result="success") == 1
+    assert metric(metrics, "nullmx_recipients_total", verdict="would_reject") == 1
+    assert "reloaded config=/etc/nullmx-milter/nullmx-milter.toml mode=dry-run" in (
+        milter.container.logs()
+    )
+
+
+def test_sigterm_stops_the_container_within_a_second(start_milter: StartMilter) -> None:
+    milter = start_milter()
+    # A session in progress: the stop must not wait for the MTA to hang up.
+    with entered_namespace(milter.container.netns), MilterClient(MILTER_PORT) as client:
+        client.mail("<sender@real.test>")
+        pid = milter.container.pid
+        milter.container.kill("TERM")
+        seconds = wait_for_exit(pid, timeout=10)
+    print(f"SIGTERM to exit: {seconds:.3f} s")
+    assert seconds < 1.0
+    assert milter.container.inspect("{{.State.ExitCode}}") == "0"
+    assert "stopping on SIGTERM" in milter.container.logs()
