@@ -31,7 +31,7 @@ typecheck: $(STAMP)
 
 ## make unit: the fast tests alone (no DNS server, MTA, packaging, fuzzing or benchmarks)
 unit: $(STAMP)
-	$(BIN)/pytest -m "not integration and not mta and not packaging and not fuzz and not bench"
+	$(BIN)/pytest -m "not integration and not mta and not packaging and not fuzz and not bench and not container"
 
 ## make test: lint, types and every test tier
 test: lint typecheck
