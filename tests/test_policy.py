@@ -8,6 +8,7 @@ from nullmx_milter.address import parse_address
 from nullmx_milter.config import RepliesConfig
 from nullmx_milter.mx import MxClass, MxLookup
 from nullmx_milter.policy import Mode, NullMxPolicy, OnDnsError, Role, SenderCheck, Verdict
+from nullmx_milter.runtime import recipient_templates
 
 
 def policy(
@@ -16,7 +17,7 @@ def policy(
     sender: SenderCheck = SenderCheck.OFF,
     allowlist: frozenset[str] = frozenset(),
 ) -> NullMxPolicy:
-    return NullMxPolicy(mode, on_dns_error, sender, allowlist, RepliesConfig().templates())
+    return NullMxPolicy(mode, on_dns_error, sender, allowlist, recipient_templates(RepliesConfig()))
 
 
 @pytest.mark.parametrize(

@@ -91,7 +91,7 @@ def _check(config: Config, addresses: Sequence[str], as_sender: bool) -> int:
 
 def _show_config(config: Config) -> int:
     print("config OK")
-    for section in ("milter", "dns", "cache", "policy", "metrics", "log"):
+    for section in ("milter", "dns", "cache", "policy", "metrics", "log", "policy_service"):
         print(f"[{section}] {getattr(config, section)}")
     return 0
 
@@ -129,4 +129,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"nullmx-milter: {refusal}", file=sys.stderr)
         return EXIT_CONFIG
     daemon.configure_logging(config)
-    return daemon.serve(config)
+    return daemon.serve(config, args.config)

@@ -16,6 +16,7 @@ import dns.rdtypes.ANY.MX
 import dns.resolver
 
 from nullmx_milter.dns_fast import FastMxQuery
+from nullmx_milter.endpoints import Nameserver
 from nullmx_milter.mx import MxClass, MxLookup, classify_exchanges
 
 _MAX_CNAME_HOPS = 8
@@ -43,18 +44,6 @@ class _Interner(Generic[HashableT]):
             self._values.clear()
         self._values[value] = value
         return value
-
-
-@dataclass(frozen=True, slots=True)
-class Nameserver:
-    """A DNS server to send queries to: an IP address and a port."""
-
-    host: str
-    port: int = 53
-
-    def __str__(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
 
 
 def _negative_ttl(response: dns.message.Message | None) -> float:
