@@ -10,6 +10,8 @@ from nullmx_milter import __version__
 from nullmx_milter.cache import LookupCache
 from nullmx_milter.config import Config
 from nullmx_milter.dns_health import DnsHealth, DnsHealthSnapshot
+from nullmx_milter.dnssec import DnssecMode, ProbeState
+from nullmx_milter.dnssec_probe import DnssecStatus
 from nullmx_milter.metrics import Metrics
 
 STATUS_CODE = "211"
@@ -62,6 +64,7 @@ class StatusFacts:
     recipients: Mapping[str, float]
     policy_service: str = ""
     frontend_replies: Mapping[tuple[str, str, str], float] = field(default_factory=dict)
+    dnssec: DnssecStatus = DnssecStatus(DnssecMode.OFF, "", ProbeState.OFF)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +89,8 @@ class StatusReport:
 
 def build_report(facts: StatusFacts) -> StatusReport:
     """Judge and render `facts`."""
-    problem = dns_problem(facts.dns)
+    problems = [found for found in (dns_problem(facts.dns), facts.dnssec.problem) if found]
+    problem = "; ".join(problems) if problems else None
     version = facts.versions.get("version", __version__)
     others = ", ".join(
         f"{name} {value}" for name, value in facts.versions.items() if name != "version"
@@ -110,6 +114,7 @@ def build_report(facts: StatusFacts) -> StatusReport:
         f"{round(dns.recent_failure_ratio * dns.recent_lookups)} of {dns.recent_lookups} "
         f"({dns.recent_failure_ratio:.0%}); mean latency {dns.recent_mean_latency * 1000:.1f} ms; "
         f"timeouts in a row {dns.consecutive_timeouts}",
+        _dnssec_line(facts.dnssec),
         f"cache: {facts.cache_entries} of {facts.cache_max_entries} entries; {cache_counts}"
         f" (hit ratio {hits / served if served else 0.0:.1%})",
         "replies: "
@@ -177,6 +182,19 @@ class StatusSource:
 
     def report(self) -> StatusReport:
         return build_report(self.facts())
+
+
+def _dnssec_line(status: DnssecStatus) -> str:
+    """`dnssec: MODE; probe QUERY STATE (DETAIL) AGE ago`."""
+    line = f"dnssec: {status.mode.value}"
+    if status.mode is DnssecMode.OFF:
+        return line
+    if not status.probe:
+        return f"{line}; probe off"
+    line = f"{line}; probe {status.probe} {status.state.value.replace('_', ' ')}"
+    if status.detail:
+        line = f"{line} ({status.detail})"
+    return f"{line}; last probed {_ago(status.last_probed_age)}"
 
 
 def _fit(line: str) -> str:
