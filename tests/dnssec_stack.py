@@ -2,11 +2,12 @@
 
 Knot signs signed.test and signed2.test at start (ECDSA P-256, keys that never roll) and
 serves insecure.test and bogus.test unsigned (all four in tests/zones/dnssec), beside the
-usual test zones. Two unbound instances resolve through stub zones to Knot: VALIDATING (127.0.0.1:53, also the namespace's resolv.conf resolver) holds the
-signed zones' DS records from `keymgr` as trust anchors, declares insecure.test insecure and
-holds a DS that matches nothing for bogus.test (so it answers SERVFAIL there); PLAIN
-(127.0.0.1:5301) has no anchor and validates nothing. unbound must stay inside the namespace:
-anywhere else it would prime the root over the network.
+usual test zones. Two unbound instances resolve through stub zones to Knot: VALIDATING
+(127.0.0.1:53, also the namespace's resolv.conf resolver) holds the signed zones' DS records
+from `keymgr` as trust anchors, declares insecure.test insecure and holds a DS that matches
+nothing for bogus.test (so it answers SERVFAIL there); PLAIN (127.0.0.1:5301) has no anchor
+and validates nothing. unbound must stay inside the namespace: anywhere else it would prime
+the root over the network.
 """
 
 from __future__ import annotations
