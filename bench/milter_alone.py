@@ -30,6 +30,9 @@ CONCURRENCY = (1, 10, 50)
 PACED_CONNECTIONS = 10
 WARM_OFFERED = 5_000.0
 COLD_OFFERED = 500.0
+# Cold lookups against a signed zone, dns.dnssec "off" against "require".
+DNSSEC_CONNECTIONS = (1, 10)
+DNSSEC_CASE = "cold cache, signed zone, dnssec"
 
 
 @dataclass(frozen=True)
@@ -162,13 +165,17 @@ def knot_with_zone(workdir: Path, domains: int) -> Iterator[KnotServer]:
 
 @contextmanager
 def running_daemon(
-    workdir: Path, stopping: list[subprocess.Popen[bytes]], nameservers: list[str], extra: str = ""
+    workdir: Path,
+    stopping: list[subprocess.Popen[bytes]],
+    nameservers: list[str],
+    extra: str = "",
+    dns_options: str = "timeout = 1.0\n",
 ) -> Iterator[MilterDaemon]:
     """The real daemon; on the way out it gets SIGTERM and joins `stopping` (libmilter
     takes seconds to exit: the caller waits for all of them at once)."""
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
-    daemon = MilterDaemon(workdir, nameservers, extra).start()
+    daemon = MilterDaemon(workdir, nameservers, extra, dns_options=dns_options).start()
     try:
         yield daemon
     finally:
@@ -292,6 +299,44 @@ def warm_and_cold_rows(
     return rows
 
 
+def dnssec_rows(workdir: Path, stopping: list[subprocess.Popen[bytes]], sizes: Sizes) -> list[Row]:
+    """Cold RCPTs with dns.dnssec "off" and "require", side by side: what DNSSEC costs.
+
+    A second Knot serves the generated zone signed. Both daemons ask it for the same names,
+    each new to its own cache; under "require" every query sets DO and AD and every answer
+    carries the MX set's RRSIG (Knot, being authoritative, sets no AD: the work is the same).
+    """
+    per_mode = len(DNSSEC_CONNECTIONS) * sizes.rounds * sizes.cold_rcpts
+    knot_dir = workdir / "knot-signed"
+    shutil.rmtree(knot_dir, ignore_errors=True)
+    knot_dir.mkdir(parents=True)
+    server = KnotServer(knot_dir).start(
+        extra_zones={"bench.": zone_text(per_mode + 1)}, signed=("bench.",)
+    )
+    rows: list[Row] = []
+    try:
+        for mode in ("off", "require"):
+            fresh = DomainCounter(1)
+            options = f'timeout = 1.0\ndnssec = "{mode}"\ndnssec_probe = ""\n'
+            daemon_dir = workdir / f"daemon-dnssec-{mode}"
+            with running_daemon(
+                daemon_dir, stopping, [server.nameserver], dns_options=options
+            ) as daemon:
+                address = ("127.0.0.1", daemon.milter_port)
+                pid = _daemon_pid(daemon)
+                for connections in DNSSEC_CONNECTIONS:
+                    runs = [
+                        measure_load(
+                            address, pid, _split(fresh.take(sizes.cold_rcpts), connections)
+                        )
+                        for _round in range(sizes.rounds)
+                    ]
+                    rows.append(_median_row(f"{DNSSEC_CASE} {mode}", connections, runs))
+    finally:
+        server.stop()
+    return rows
+
+
 def coalescing(
     knot: KnotServer,
     workdir: Path,
@@ -359,6 +404,7 @@ def run_milter_alone(workdir: Path, null_milter: Path, sizes: Sizes) -> MilterAl
             last = sizes.zone_domains - 1
             results.coalescing = coalescing(knot, workdir, stopping, sizes, last)
             results.memory = memory(knot, workdir, stopping, sizes)
+        results.rows.extend(dnssec_rows(workdir, stopping, sizes))
     finally:
         reap(stopping)
     return results
