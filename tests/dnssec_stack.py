@@ -161,22 +161,18 @@ def bogus_anchor(ds_line: str) -> str:
     return f"{BOGUS_ZONE} " + ds_line.split(None, 1)[1]
 
 
-class DnssecStack:
-    """The namespace, the signing Knot and both unbounds; stop() undoes even a half start."""
+class DnssecServers:
+    """The signing Knot and both unbounds in `netns`; stop() undoes even a half start."""
 
-    def __init__(self, label: str = "dnssec") -> None:
-        self.workdir = Path(tempfile.mkdtemp(prefix=f"nullmx-{label}-"))
-        self.workdir.chmod(0o755)
-        self.netns = NetNamespace(label)
-        self.knot = KnotServer(
-            self.workdir / "knot", port=KNOT_PORT, command_prefix=self.netns.prefix
-        )
+    def __init__(self, netns: NetNamespace, workdir: Path) -> None:
+        self.netns = netns
+        self.workdir = workdir
+        self.knot = KnotServer(workdir / "knot", port=KNOT_PORT, command_prefix=netns.prefix)
         self.validating: Unbound | None = None
         self.plain: Unbound | None = None
 
-    def start(self) -> DnssecStack:
+    def start(self) -> DnssecServers:
         try:
-            self.netns.create()
             self.knot.workdir.mkdir(parents=True)
             zones = {
                 origin: (ZONES / f"{origin}zone").read_text()
@@ -197,6 +193,31 @@ class DnssecStack:
             raise
         return self
 
+    def stop(self) -> None:
+        for server in (self.plain, self.validating):
+            if server is not None:
+                server.stop()
+        self.knot.stop()
+
+
+class DnssecStack:
+    """A namespace of its own with DnssecServers in it, for lookup and daemon tests."""
+
+    def __init__(self, label: str = "dnssec") -> None:
+        self.workdir = Path(tempfile.mkdtemp(prefix=f"nullmx-{label}-"))
+        self.workdir.chmod(0o755)
+        self.netns = NetNamespace(label)
+        self.servers = DnssecServers(self.netns, self.workdir)
+
+    def start(self) -> DnssecStack:
+        try:
+            self.netns.create()
+            self.servers.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
     @contextlib.contextmanager
     def entered(self) -> Iterator[None]:
         """The body runs inside the namespace (its DNS sockets too)."""
@@ -204,10 +225,7 @@ class DnssecStack:
             yield
 
     def stop(self) -> None:
-        for server in (self.plain, self.validating):
-            if server is not None:
-                server.stop()
-        self.knot.stop()
+        self.servers.stop()
         with contextlib.suppress(OSError):
             self.netns.delete()
         shutil.rmtree(self.workdir, ignore_errors=True)
