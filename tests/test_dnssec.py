@@ -8,6 +8,9 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
+from nullmx_milter.cache import LookupCache
+from nullmx_milter.config import RepliesConfig
+from nullmx_milter.dns_health import DnsHealth
 from nullmx_milter.dnssec import (
     DnssecMode,
     ProbeAnswer,
@@ -19,7 +22,11 @@ from nullmx_milter.dnssec import (
     untrusted_nameservers,
 )
 from nullmx_milter.dnssec_probe import DnssecProbe, DnssecProber, DnssecStatus, ProbeSettings
+from nullmx_milter.engine import NullMxEngine
+from nullmx_milter.lookup_service import MxLookupService
 from nullmx_milter.metrics import Metrics
+from nullmx_milter.mx import MxClass, MxLookup
+from nullmx_milter.policy import Mode, NullMxPolicy, OnDnsError, SenderCheck, Verdict
 
 from dns_stub import wait_until
 from fakes import TEST_VERSIONS
@@ -229,3 +236,47 @@ def test_the_prober_probes_at_start_and_when_woken() -> None:
     finally:
         prober.stop()
     assert probe.status(current).state is ProbeState.VALIDATING
+
+
+class SignedSource:
+    """null MX everywhere; authenticated only for signed.example."""
+
+    timeout = 1.0
+
+    def __init__(self) -> None:
+        self.queries: list[str] = []
+
+    def lookup(self, domain: str) -> MxLookup:
+        self.queries.append(domain)
+        signed = domain == "signed.example"
+        return MxLookup(MxClass.NULL_MX, 60.0, "0 .", ((0, "."),), authenticated=signed)
+
+
+def test_engine_counts_unauthenticated_null_mx_and_the_cache_keeps_the_flag() -> None:
+    metrics = Metrics(CollectorRegistry(), TEST_VERSIONS)
+    policy = NullMxPolicy(
+        Mode.ENFORCE,
+        OnDnsError.ACCEPT,
+        SenderCheck.REJECT,
+        frozenset(),
+        RepliesConfig().templates(),
+        dnssec=DnssecMode.REQUIRE,
+    )
+    source = SignedSource()
+    lookups = MxLookupService(source, LookupCache(100, 0, 60, 0), DnsHealth(5, 1), metrics)
+    engine = NullMxEngine(policy, lookups, metrics)
+    for _ in range(2):  # the second time from the cache
+        assert engine.check_recipient("<a@signed.example>").verdict is Verdict.REJECTED
+        unsigned = engine.check_recipient("<a@unsigned.example>")
+        assert (unsigned.verdict, unsigned.reason) == (Verdict.ACCEPTED, "null_mx_unauthenticated")
+    assert engine.check_sender("<b@unsigned.example>").verdict is Verdict.ACCEPTED
+    assert source.queries == ["signed.example", "unsigned.example"]
+
+    def counted(role: str) -> float:
+        value = metrics.registry.get_sample_value(
+            "nullmx_null_mx_unauthenticated_total", {"role": role}
+        )
+        assert value is not None
+        return value
+
+    assert (counted("recipient"), counted("sender")) == (2, 1)

@@ -22,6 +22,7 @@ STATUS_CODE = "211"
 MIN_RECENT_LOOKUPS = 5
 FAILURE_RATIO_LIMIT = 0.5
 SUCCESS_GRACE = 60.0
+DNSSEC_OFF = DnssecStatus(DnssecMode.OFF, "", ProbeState.OFF)
 # RFC 5321 §4.5.3.1.5: 512 octets per reply line, CRLF included.
 _MAX_LINE = 510
 
@@ -64,7 +65,7 @@ class StatusFacts:
     recipients: Mapping[str, float]
     policy_service: str = ""
     frontend_replies: Mapping[tuple[str, str, str], float] = field(default_factory=dict)
-    dnssec: DnssecStatus = DnssecStatus(DnssecMode.OFF, "", ProbeState.OFF)
+    dnssec: DnssecStatus = field(default_factory=lambda: DNSSEC_OFF)
 
 
 @dataclass(frozen=True, slots=True)
