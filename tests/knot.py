@@ -63,7 +63,7 @@ class KnotServer:
         self.zone_dir.mkdir(parents=True, exist_ok=True)
         # The key database lives below it; Knot cannot sign until it exists.
         (self.workdir / "db").mkdir(parents=True, exist_ok=True)
-        zones = {"test.": "test.zone", "example.": "example.zone"}
+        zones = {"test.": "test.zone", "example.": "example.zone", "gmial.com.": "gmial.com.zone"}
         for zone_file in zones.values():
             shutil.copy(ZONES / zone_file, self.zone_dir / zone_file)
         for origin, text in extra_zones.items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -16,10 +17,15 @@ from nullmx_milter.metrics import Metrics, runtime_versions
 from nullmx_milter.status_client import normalise_url, status_url
 from nullmx_milter.status_report import StatusReport
 
-HEALTHY = StatusReport(None, ("nullmx-milter 1.0.0: ok", "uptime: 1.0 s", "end of status"))
+HEALTHY = StatusReport(
+    None,
+    ("nullmx-milter 1.0.0: ok", "uptime: 1.0 s", "end of status"),
+    {"status": "ok", "problem": None, "uptime_seconds": 1.0},
+)
 FAILING = StatusReport(
     "DNS failing fast: 5 lookups in a row timed out",
     ("nullmx-milter 1.0.0: UNHEALTHY: DNS failing fast", "end of status"),
+    {"status": "unhealthy", "problem": "DNS failing fast: 5 lookups in a row timed out"},
 )
 
 
@@ -53,10 +59,13 @@ def listener(listeners: tuple[Listener, Listener]) -> Listener:
     return listeners[0]
 
 
-def get(port: int, path: str) -> tuple[int, str, str]:
+def get(port: int, path: str, accept: str = "") -> tuple[int, str, str]:
     """(status, content type, body), also for error statuses."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}", headers={"Accept": accept} if accept else {}
+    )
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+        with urllib.request.urlopen(request, timeout=5) as response:
             return response.status, response.headers["Content-Type"], response.read().decode()
     except urllib.error.HTTPError as error:
         with error:
@@ -152,3 +161,41 @@ def test_only_http_urls_are_fetched() -> None:
     assert normalise_url("https://h:1/x/status") == "https://h:1/x/status"
     with pytest.raises(ValueError, match="not an http"):
         normalise_url("file:///etc/passwd")
+
+
+@pytest.mark.parametrize(
+    ("accept", "is_json"),
+    [
+        pytest.param("application/json", True, id="json"),
+        pytest.param("application/json; q=1.0, text/plain", True, id="json-first"),
+        pytest.param("text/plain, application/json", False, id="text-first"),
+        pytest.param("*/*", False, id="anything-is-text"),
+        pytest.param("", False, id="no-accept"),
+    ],
+)
+def test_status_as_json_on_request(listener: Listener, accept: str, is_json: bool) -> None:
+    status, content_type, body = get(listener.port, "/status", accept)
+    assert status == 200
+    if is_json:
+        assert content_type == "application/json"
+        assert json.loads(body) == HEALTHY.document
+    else:
+        assert (content_type, body) == ("text/plain; charset=utf-8", HEALTHY.text())
+
+
+def test_failing_json_status_is_503(listener: Listener) -> None:
+    listener.report = lambda: FAILING
+    status, _type, body = get(listener.port, "/status", "application/json")
+    assert (status, json.loads(body)) == (503, FAILING.document)
+
+
+def test_status_command_json(listener: Listener, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["status", "--json", "--url", listener.url]) == 0
+    assert json.loads(capsys.readouterr().out) == HEALTHY.document
+    listener.report = lambda: FAILING
+    assert cli.main(["status", "--json", "--url", listener.url]) == 1
+    assert json.loads(capsys.readouterr().out)["status"] == "unhealthy"
+    assert cli.main(["status", "--json", "--url", "http://127.0.0.1:1/"]) == 3
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["status"] == "unreachable"
+    assert answer["problem"].startswith("cannot reach the daemon at http://127.0.0.1:1/")

@@ -89,3 +89,31 @@ def test_template_percent_is_doubled_for_libmilter() -> None:
     reply = ReplyTemplate("556", "5.1.10", ("100% sure: {domain}",)).render("a@b", "b")
     assert reply.lines == ("100%% sure: b",)
     assert reply.wire_lines() == ["556 5.1.10 100% sure: b"]
+
+
+SUGGESTING = ("<{address}>: {domain} does not accept mail", "Did you mean <{suggestion}>?", "end")
+
+
+def test_suggestion_line_is_kept_with_a_suggestion_and_dropped_without() -> None:
+    template = ReplyTemplate("556", "5.1.10", SUGGESTING)
+    assert template.uses_suggestion
+    with_it = template.render("jane@gmial.com", "gmial.com", "jane@gmail.com")
+    assert with_it.lines == (
+        "<jane@gmial.com>: gmial.com does not accept mail",
+        "Did you mean <jane@gmail.com>?",
+        "end",
+    )
+    without = template.render("jane@gmial.com", "gmial.com")
+    assert without.lines == ("<jane@gmial.com>: gmial.com does not accept mail", "end")
+
+
+def test_suggestion_is_sanitised_like_the_address() -> None:
+    template = ReplyTemplate("556", "5.1.10", SUGGESTING)
+    reply = template.render("a@b.test", "b.test", "x%\r\ny" * 100 + "@gmail.com")
+    assert "\r" not in reply.lines[1] and "\n" not in reply.lines[1]
+    assert len(reply.lines[1]) <= len("Did you mean <>?") + ADDRESS_DISPLAY_CHARS
+
+
+def test_a_template_only_of_suggestion_lines_is_refused() -> None:
+    with pytest.raises(ReplyError, match="suggestion"):
+        ReplyTemplate("556", "5.1.10", ("Did you mean <{suggestion}>?",))

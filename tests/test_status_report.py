@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
@@ -15,6 +16,7 @@ from nullmx_milter.config import load_config
 from nullmx_milter.dns_health import DnsHealth, DnsHealthSnapshot
 from nullmx_milter.dnssec import DnssecMode, ProbeState
 from nullmx_milter.dnssec_probe import DnssecStatus
+from nullmx_milter.domain_stats import DomainStats, TopDomains
 from nullmx_milter.metrics import Metrics, runtime_versions
 from nullmx_milter.mx import MxClass, MxLookup
 from nullmx_milter.reply import SMTP_LINE_OCTETS
@@ -28,6 +30,7 @@ from nullmx_milter.status_report import (
     build_report,
     dns_problem,
 )
+from nullmx_milter.top_k import TopEntry
 
 
 def snapshot(
@@ -253,3 +256,102 @@ def test_report_is_cheap_and_needs_no_lookup_path_lock() -> None:
     assert not worker.is_alive()
     assert len(reports) == 100
     assert elapsed[0] / 100 < 0.005, "a report should take well under 5 ms (~0.1 ms here)"
+
+
+def top(*entries: tuple[str, int, int], counted: int = 30, counters: int = 1000) -> TopDomains:
+    return TopDomains(
+        entries=tuple(TopEntry(item, count, error) for item, count, error in entries),
+        counted=counted,
+        counters=counters,
+        max_overcount=-(-counted // counters),
+    )
+
+
+def test_top_domains_in_text_and_json() -> None:
+    with_top = replace(
+        facts(snapshot()),
+        top_rejected=top(("gmial.com", 7, 0), ("nullmx.test", 2, 1)),
+        top_dns_failing=top(counted=0),
+        suggestions={"offered": 5.0, "tie": 1.0, "none": 3.0},
+    )
+    report = build_report(with_top)
+    text = report.text()
+    assert (
+        "211-top rejected domains since start (approximate: 1000 counters over 30 domains, "
+        "a count is at most 1 too high): gmial.com 7, nullmx.test 2 (+1 at most)\n"
+    ) in text
+    assert "211-top DNS-failing domains since start (approximate: 1000 counters over 0" in text
+    assert "a count is at most 0 too high): none\n" in text
+    assert "211-suggestions: offered 5, tie 1, none 3\n" in text
+    document = json.loads(report.json())
+    assert document["top_rejected_domains"] == {
+        "approximate": True,
+        "counted": 30,
+        "counters": 1000,
+        "max_overcount": 1,
+        "domains": [
+            {"domain": "gmial.com", "count": 7, "max_overcount": 0},
+            {"domain": "nullmx.test", "count": 2, "max_overcount": 1},
+        ],
+    }
+    assert document["top_dns_failing_domains"]["domains"] == []
+    assert document["suggestions"] == {"offered": 5, "tie": 1, "none": 3}
+
+
+def test_hidden_top_domains() -> None:
+    report = build_report(facts(snapshot()))
+    assert "top rejected" not in report.text()
+    assert json.loads(report.json())["top_rejected_domains"] is None
+
+
+def test_json_carries_the_same_figures_as_the_text() -> None:
+    report = build_report(facts(snapshot(in_a_row=6, failing_fast=True)))
+    document = json.loads(report.json())
+    assert document["status"] == "unhealthy"
+    assert document["problem"] == report.problem
+    assert report.text().startswith(f"211-nullmx-milter {document['version']}: UNHEALTHY")
+    assert document["uptime_seconds"] == 93784.0
+    assert document["socket"] == "inet:8894@127.0.0.1"
+    assert document["policy_service"] == "unix:/var/spool/postfix/private/nullmx-policy"
+    assert document["dns"]["nameservers"] == ["127.0.0.1:5353"]
+    assert document["dns"]["failing_fast"] is True
+    assert document["dns"]["state"] == "failing fast"
+    assert document["dns"]["consecutive_timeouts"] == 6
+    assert document["cache"] == {
+        "entries": 3,
+        "max_entries": 100000,
+        "requests": {"hit": 6, "miss": 3, "coalesced": 1},
+        "hit_ratio": 0.6,
+    }
+    assert {"code": "556", "enhanced": "5.1.10", "count": 4} in document["replies"]
+    assert document["recipients"] == {"accepted": 5, "rejected": 4}
+    assert {"frontend": "policy", "code": "556", "enhanced": "5.1.10", "count": 1} in document[
+        "replies_by_frontend"
+    ]
+
+
+def test_source_lists_rejected_domains_from_live_tallies() -> None:
+    config = load_config(None)
+    metrics = Metrics(CollectorRegistry(), runtime_versions("1.0.5", "1.0.1"))
+    domains = DomainStats()
+    shown = [2]
+    source = StatusSource(
+        config,
+        ("127.0.0.1:53",),
+        DnsHealth(3, 1.0),
+        LookupCache(10, 5.0, 60.0, 5.0),
+        metrics,
+        domains=domains,
+        top_domains=lambda: shown[0],
+    )
+    for domain in ["a.test"] * 3 + ["b.test"] * 2 + ["c.test"]:
+        domains.rejected.add(domain)
+    domains.dns_failing.add("broken.test")
+    document = source.report().document
+    assert [(d["domain"], d["count"]) for d in document["top_rejected_domains"]["domains"]] == [
+        ("a.test", 3),
+        ("b.test", 2),
+    ]
+    assert document["top_dns_failing_domains"]["domains"][0]["domain"] == "broken.test"
+    shown[0] = 0
+    assert "top rejected" not in source.report().text()

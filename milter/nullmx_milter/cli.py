@@ -50,6 +50,9 @@ def _parser() -> argparse.ArgumentParser:
         help="find the daemon by this config's metrics.listen",
     )
     where.add_argument("--url", metavar="URL", help="the daemon's status URL (http://HOST:PORT/)")
+    status.add_argument(
+        "--json", action="store_true", help="the same report as a JSON object (README: JSON)"
+    )
     return parser
 
 
@@ -93,7 +96,7 @@ def _show_config(config: Config) -> int:
     return 0
 
 
-def _status(config: Config, url: str | None) -> int:
+def _status(config: Config, url: str | None, as_json: bool) -> int:
     try:
         target = (
             status_client.normalise_url(url)
@@ -103,7 +106,7 @@ def _status(config: Config, url: str | None) -> int:
     except ValueError as error:
         print(f"nullmx-milter: {error}", file=sys.stderr)
         return EXIT_CONFIG
-    answer = status_client.fetch_status(target)
+    answer = status_client.fetch_status(target, as_json=as_json)
     print(answer.text, end="")
     return answer.exit_status
 
@@ -118,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "check":
         return _check(config, args.addresses, args.sender)
     if args.command == "status":
-        return _status(config, args.url)
+        return _status(config, args.url, args.json)
     if args.command == "check-config":
         return _show_config(config)
     refusal = daemon.refuse_root(args.allow_root)

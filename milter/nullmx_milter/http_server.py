@@ -18,6 +18,19 @@ from nullmx_milter.status_report import StatusReport
 log = logging.getLogger(__name__)
 
 StatusProvider = Callable[[], StatusReport]
+TEXT = "text/plain; charset=utf-8"
+JSON = "application/json"
+
+
+def wants_json(accept: str) -> bool:
+    """Whether an Accept header asks for JSON before plain text (the default)."""
+    for item in accept.split(","):
+        media = item.split(";", 1)[0].strip().lower()
+        if media == JSON:
+            return True
+        if media in ("text/plain", "text/*", "*/*"):
+            return False
+    return False
 
 
 class _Server(ThreadingHTTPServer):
@@ -30,7 +43,7 @@ class _Server6(_Server):
 
 
 class _Handler(prometheus_client.MetricsHandler):
-    """/metrics as prometheus_client serves it; /status and /healthz from the status report."""
+    """/metrics as prometheus_client serves it; /status (text, or JSON on request) and /healthz."""
 
     def do_GET(self) -> None:  # noqa: N802 (http.server names it)
         path = urlsplit(self.path).path
@@ -49,15 +62,17 @@ class _Handler(prometheus_client.MetricsHandler):
             self._send(500, "status report failed; see the milter's log\n")
             return
         code = 200 if report.healthy else 503
-        if path == "/status":
+        if path == "/status" and wants_json(self.headers.get("Accept", "")):
+            self._send(code, report.json(), JSON)
+        elif path == "/status":
             self._send(code, report.text())
         else:
             self._send(code, "ok\n" if report.problem is None else f"{report.problem}\n")
 
-    def _send(self, code: int, body: str) -> None:
+    def _send(self, code: int, body: str, content_type: str = TEXT) -> None:
         data = body.encode()
         self.send_response(code)
-        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         self.send_header("Cache-Control", "no-store")
         self.end_headers()

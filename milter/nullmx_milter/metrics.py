@@ -10,13 +10,15 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from nullmx_milter import __version__
 from nullmx_milter.dnssec import ProbeState
+from nullmx_milter.header_check import HeaderVerdict
 from nullmx_milter.mx import MxClass
 from nullmx_milter.policy import Role, Verdict
 from nullmx_milter.reply import Reply
+from nullmx_milter.suggest import SuggestionOutcome
 
 # Every reply the engine can build; codes are fixed, only the text is configurable.
 REPLY_CODES = (("556", "5.1.10"), ("550", "5.7.27"), ("451", "4.4.3"))
-CALLBACK_STAGES = ("envfrom", "envrcpt", "policy")
+CALLBACK_STAGES = ("envfrom", "envrcpt", "header", "eoh", "policy")
 FRONTENDS = ("milter", "policy")
 POLICY_REQUEST_RESULTS = ("ok", "malformed")
 CACHE_RESULTS = ("hit", "miss", "coalesced")
@@ -132,6 +134,25 @@ class Metrics:
             registry=registry,
         )
         self._probe_state = {state: probe_state.labels(state.value) for state in ProbeState}
+        suggestions = Counter(
+            "nullmx_suggestions",
+            'Null-MX rejections by "did you mean" outcome (offered, tie: abstained, none).',
+            ["outcome"],
+            registry=registry,
+        )
+        self._suggestions = {
+            outcome: suggestions.labels(outcome.value) for outcome in SuggestionOutcome
+        }
+        self._suggestion_family = suggestions
+        header_from = Counter(
+            "nullmx_header_from_checks",
+            "Messages whose From header was checked at end of headers, by verdict.",
+            ["verdict"],
+            registry=registry,
+        )
+        self._header_from = {
+            verdict: header_from.labels(verdict.value) for verdict in HeaderVerdict
+        }
         Info("nullmx_build", "Versions this milter runs with.", registry=registry).info(versions)
         prometheus_client.ProcessCollector(registry=registry)
         self.registry = registry
@@ -181,6 +202,16 @@ class Metrics:
 
     def count_callback_error(self, stage: str) -> None:
         self._errors[stage].inc()
+
+    def count_suggestion(self, outcome: SuggestionOutcome) -> None:
+        self._suggestions[outcome].inc()
+
+    def count_header_from(self, verdict: HeaderVerdict) -> None:
+        self._header_from[verdict].inc()
+
+    def suggestion_counts(self) -> dict[str, float]:
+        """Null-MX rejections so far, by suggestion outcome."""
+        return {labels["outcome"]: value for labels, value in _totals(self._suggestion_family)}
 
     def reply_counts(self) -> dict[tuple[str, str], float]:
         """Replies emitted so far, by (code, enhanced), for the status report."""

@@ -22,7 +22,7 @@ _ENHANCED_CODE = re.compile(r"([245])\.[0-9]{1,3}\.[0-9]{1,3}\Z")
 _PRINTABLE = re.compile(r"[\x20-\x7e]*\Z")
 _UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
 _LONE_PERCENT = re.compile(r"(?<!%)(?:%%)*%(?!%)")
-TEMPLATE_FIELDS = frozenset({"address", "domain"})
+TEMPLATE_FIELDS = frozenset({"address", "domain", "suggestion"})
 
 
 def sanitise(text: str, limit: int) -> str:
@@ -77,25 +77,44 @@ class Reply:
 
 
 class ReplyTemplate:
-    """Reply lines with {address} and {domain} fields, checked once so rendering cannot fail."""
+    """Reply lines with {address}, {domain} and {suggestion} fields, checked once so that
+    rendering cannot fail. A line that uses {suggestion} is left out when there is none."""
 
     def __init__(self, code: str, enhanced: str, lines: tuple[str, ...]) -> None:
         escaped = tuple(_escape_literal(line) for line in lines)
-        worst = {"address": "x" * ADDRESS_DISPLAY_CHARS, "domain": "x" * MAX_DOMAIN_CHARS}
+        self._suggesting = tuple("{suggestion}" in line for line in escaped)
+        if lines and all(self._suggesting):
+            raise ReplyError("every template line uses {suggestion}: one must not")
+        worst = {
+            "address": "x" * ADDRESS_DISPLAY_CHARS,
+            "domain": "x" * MAX_DOMAIN_CHARS,
+            "suggestion": "x" * ADDRESS_DISPLAY_CHARS,
+        }
         # Validates code, enhanced code, line count and the longest possible lines.
         Reply(code, enhanced, tuple(line.format_map(worst) for line in escaped))
         self.code = code
         self.enhanced = enhanced
         self._lines = escaped
 
-    def render(self, address: str, domain: str) -> Reply:
-        """The reply for one address; the address is sanitised and shortened here."""
+    @property
+    def uses_suggestion(self) -> bool:
+        return any(self._suggesting)
+
+    def render(self, address: str, domain: str, suggestion: str = "") -> Reply:
+        """The reply for one address; the addresses are sanitised and shortened here."""
         fields = {
             "address": sanitise(address, ADDRESS_DISPLAY_CHARS),
             "domain": sanitise(domain, MAX_DOMAIN_CHARS),
+            "suggestion": sanitise(suggestion, ADDRESS_DISPLAY_CHARS),
         }
         return Reply(
-            self.code, self.enhanced, tuple(line.format_map(fields) for line in self._lines)
+            self.code,
+            self.enhanced,
+            tuple(
+                line.format_map(fields)
+                for line, suggesting in zip(self._lines, self._suggesting, strict=True)
+                if suggestion or not suggesting
+            ),
         )
 
 
@@ -113,6 +132,8 @@ def _escape_literal(line: str) -> str:
         if field is None:
             continue
         if field not in TEMPLATE_FIELDS or spec or conversion:
-            raise ReplyError(f"unknown template field {{{field}}}; use {{address}} or {{domain}}")
+            raise ReplyError(
+                f"unknown template field {{{field}}}; use {{address}}, {{domain}} or {{suggestion}}"
+            )
         pieces.append("{" + field + "}")
     return "".join(pieces)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -44,23 +45,31 @@ def normalise_url(url: str) -> str:
     return urlunsplit(parts)
 
 
-def fetch_status(url: str, timeout: float = 5.0) -> StatusAnswer:
-    """GET the report; /status answers 200 when healthy and 503 (same report) when not."""
+def fetch_status(url: str, timeout: float = 5.0, *, as_json: bool = False) -> StatusAnswer:
+    """GET the report; /status answers 200 when healthy and 503 (same report) when not.
+
+    `as_json` asks for the JSON form (Accept: application/json).
+    """
+    accept = "application/json" if as_json else "text/plain"
+    request = urllib.request.Request(url, headers={"Accept": accept})  # noqa: S310 (http only)
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (http only)
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (http only)
             return StatusAnswer(EXIT_HEALTHY, response.read().decode(errors="replace"))
     except urllib.error.HTTPError as error:
         with error:
             body = error.read().decode(errors="replace")
-        if error.code == 503 and body.startswith("211"):
+        if error.code == 503 and body.startswith("{" if as_json else "211"):
             return StatusAnswer(EXIT_UNHEALTHY, body)
-        return _unreachable(url, f"HTTP {error.code} {error.reason}")
+        return _unreachable(url, f"HTTP {error.code} {error.reason}", as_json)
     except (urllib.error.URLError, OSError) as error:
         reason = getattr(error, "reason", error)
-        return _unreachable(url, str(reason))
+        return _unreachable(url, str(reason), as_json)
 
 
-def _unreachable(url: str, why: str) -> StatusAnswer:
-    return StatusAnswer(
-        EXIT_UNREACHABLE, f"421 nullmx-milter status: cannot reach the daemon at {url}: {why}\n"
-    )
+def _unreachable(url: str, why: str, as_json: bool) -> StatusAnswer:
+    problem = f"cannot reach the daemon at {url}: {why}"
+    if as_json:
+        return StatusAnswer(
+            EXIT_UNREACHABLE, json.dumps({"status": "unreachable", "problem": problem}) + "\n"
+        )
+    return StatusAnswer(EXIT_UNREACHABLE, f"421 nullmx-milter status: {problem}\n")

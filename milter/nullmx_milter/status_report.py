@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from nullmx_milter import __version__
 from nullmx_milter.cache import LookupCache
@@ -12,7 +14,9 @@ from nullmx_milter.config import Config
 from nullmx_milter.dns_health import DnsHealth, DnsHealthSnapshot
 from nullmx_milter.dnssec import DnssecMode, ProbeState
 from nullmx_milter.dnssec_probe import DnssecStatus
+from nullmx_milter.domain_stats import DomainStats, TopDomains
 from nullmx_milter.metrics import Metrics
+from nullmx_milter.top_k import SpaceSaving
 
 STATUS_CODE = "211"
 # The DNS path is "failing" when the breaker has tripped, or when at least
@@ -66,14 +70,19 @@ class StatusFacts:
     policy_service: str = ""
     frontend_replies: Mapping[tuple[str, str, str], float] = field(default_factory=dict)
     dnssec: DnssecStatus = field(default_factory=lambda: DNSSEC_OFF)
+    # None hides the list (status top_domains = 0).
+    top_rejected: TopDomains | None = None
+    top_dns_failing: TopDomains | None = None
+    suggestions: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
 class StatusReport:
-    """The report's lines (without the code) and, when unhealthy, why."""
+    """The report's lines (without the code), the same as a JSON object, and why unhealthy."""
 
     problem: str | None
     lines: tuple[str, ...]
+    document: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def healthy(self) -> bool:
@@ -86,6 +95,10 @@ class StatusReport:
             _fit(f"{STATUS_CODE}{' ' if index == last else '-'}{line}") + "\n"
             for index, line in enumerate(self.lines)
         )
+
+    def json(self) -> str:
+        """The report as one JSON object (see README "Status report as JSON")."""
+        return json.dumps(self.document, indent=2, sort_keys=False) + "\n"
 
 
 def build_report(facts: StatusFacts) -> StatusReport:
@@ -134,9 +147,91 @@ def build_report(facts: StatusFacts) -> StatusReport:
         ),
         "recipients: "
         + ", ".join(f"{verdict} {_count(value)}" for verdict, value in facts.recipients.items()),
+        *(
+            ["suggestions: " + ", ".join(f"{k} {_count(v)}" for k, v in facts.suggestions.items())]
+            if facts.suggestions
+            else []
+        ),
+        *_top_lines("top rejected domains", facts.top_rejected),
+        *_top_lines("top DNS-failing domains", facts.top_dns_failing),
         "end of status",
     )
-    return StatusReport(problem, lines)
+    return StatusReport(problem, lines, _document(facts, problem, version))
+
+
+def _top_lines(title: str, top: TopDomains | None) -> list[str]:
+    """One line per tally; per domain, the count and how far above the truth it may be."""
+    if top is None:
+        return []
+    listed = ", ".join(
+        f"{entry.item} {entry.count}" + (f" (+{entry.error} at most)" if entry.error else "")
+        for entry in top.entries
+    )
+    return [
+        f"{title} since start (approximate: {top.counters} counters over {top.counted} "
+        f"domains, a count is at most {top.max_overcount} too high): {listed or 'none'}"
+    ]
+
+
+def _top_document(top: TopDomains | None) -> dict[str, Any] | None:
+    if top is None:
+        return None
+    return {
+        "approximate": True,
+        "counted": top.counted,
+        "counters": top.counters,
+        "max_overcount": top.max_overcount,
+        "domains": [
+            {"domain": entry.item, "count": entry.count, "max_overcount": entry.error}
+            for entry in top.entries
+        ],
+    }
+
+
+def _document(facts: StatusFacts, problem: str | None, version: str) -> dict[str, Any]:
+    """The report as plain JSON values; ages and durations in seconds, null for never."""
+    dns = facts.dns
+    served = sum(facts.cache_requests.values())
+    return {
+        "status": "ok" if problem is None else "unhealthy",
+        "problem": problem,
+        "version": version,
+        "versions": {name: value for name, value in facts.versions.items() if name != "version"},
+        "uptime_seconds": round(facts.uptime, 3),
+        "socket": facts.socket,
+        "policy_service": facts.policy_service or None,
+        "dns": {
+            "nameservers": list(facts.nameservers),
+            "timeout_seconds": facts.dns_timeout,
+            "state": _dns_state(dns, problem),
+            "last_success_age_seconds": dns.last_success_age,
+            "last_failure_age_seconds": dns.last_failure_age,
+            "recent_lookups": dns.recent_lookups,
+            "recent_failures": round(dns.recent_failure_ratio * dns.recent_lookups),
+            "recent_failure_ratio": dns.recent_failure_ratio,
+            "mean_latency_seconds": dns.recent_mean_latency,
+            "consecutive_timeouts": dns.consecutive_timeouts,
+            "failing_fast": dns.failing_fast,
+        },
+        "cache": {
+            "entries": facts.cache_entries,
+            "max_entries": facts.cache_max_entries,
+            "requests": {name: int(value) for name, value in facts.cache_requests.items()},
+            "hit_ratio": facts.cache_requests.get("hit", 0.0) / served if served else 0.0,
+        },
+        "replies": [
+            {"code": code, "enhanced": enhanced, "count": int(value)}
+            for (code, enhanced), value in facts.replies.items()
+        ],
+        "replies_by_frontend": [
+            {"frontend": frontend, "code": code, "enhanced": enhanced, "count": int(value)}
+            for (frontend, code, enhanced), value in facts.frontend_replies.items()
+        ],
+        "recipients": {verdict: int(value) for verdict, value in facts.recipients.items()},
+        "suggestions": {outcome: int(value) for outcome, value in facts.suggestions.items()},
+        "top_rejected_domains": _top_document(facts.top_rejected),
+        "top_dns_failing_domains": _top_document(facts.top_dns_failing),
+    }
 
 
 class StatusSource:
@@ -154,6 +249,8 @@ class StatusSource:
         cache: LookupCache,
         metrics: Metrics,
         *,
+        domains: DomainStats | None = None,
+        top_domains: Callable[[], int] = lambda: 10,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._config = config
@@ -161,6 +258,9 @@ class StatusSource:
         self._health = health
         self._cache = cache
         self._metrics = metrics
+        self._domains = domains
+        # Read per report, so that a reload changes it.
+        self._top_domains = top_domains
         self._clock = clock
         self._started = clock()
 
@@ -179,7 +279,16 @@ class StatusSource:
             recipients=self._metrics.recipient_counts(),
             policy_service=self._config.policy_service.listen,
             frontend_replies=self._metrics.frontend_reply_counts(),
+            top_rejected=self._top(lambda domains: domains.rejected),
+            top_dns_failing=self._top(lambda domains: domains.dns_failing),
+            suggestions=self._metrics.suggestion_counts(),
         )
+
+    def _top(self, tally: Callable[[DomainStats], SpaceSaving]) -> TopDomains | None:
+        limit = self._top_domains()
+        if self._domains is None or limit <= 0:
+            return None
+        return DomainStats.top(tally(self._domains), limit)
 
     def report(self) -> StatusReport:
         return build_report(self.facts())
