@@ -19,7 +19,10 @@ from nullmx_milter.cache import LookupCache
 from nullmx_milter.config import Config
 from nullmx_milter.dns_health import DnsHealth
 from nullmx_milter.dns_lookup import MxResolver
+from nullmx_milter.dnssec import DnssecMode, trust_problem
+from nullmx_milter.dnssec_probe import DnssecProbe, DnssecProber, ProbeSettings
 from nullmx_milter.engine import NullMxEngine
+from nullmx_milter.errors import ConfigError
 from nullmx_milter.http_server import MetricsServer
 from nullmx_milter.log_thread import BackgroundLogging
 from nullmx_milter.lookup_service import MxLookupService, MxSource
@@ -44,6 +47,22 @@ class Components:
     health: DnsHealth
     cache: LookupCache
     engine: NullMxEngine
+    dnssec_probe: DnssecProbe
+
+    def probe_settings(self) -> ProbeSettings:
+        """What the DNSSEC validation probe asks, and how often."""
+        dns = self.config.dns
+        return ProbeSettings(dns.dnssec, dns.dnssec_probe, dns.dnssec_probe_interval, self.resolver)
+
+
+def check_dns_trust(config: Config) -> None:
+    """Raise ConfigError (naming dns.nameservers) when the AD bit cannot be trusted from the
+    resolvers `config` uses; the system resolver's are read from /etc/resolv.conf here."""
+    dns = config.dns
+    configured = tuple(server.host for server in dns.nameservers)
+    problem = trust_problem(dns.dnssec, configured, dns.resolver_path_trusted)
+    if problem:
+        raise ConfigError("dns.nameservers", problem)
 
 
 def libmilter_version() -> str:
@@ -61,7 +80,11 @@ def build(
         registry or CollectorRegistry(),
         runtime_versions(Milter.__version__, libmilter_version()),
     )
-    resolver = MxResolver(config.dns.nameservers, config.dns.timeout)
+    check_dns_trust(config)
+    dnssec = config.dns.dnssec
+    resolver = MxResolver(
+        config.dns.nameservers, config.dns.timeout, dnssec=dnssec is DnssecMode.REQUIRE
+    )
     health = DnsHealth(config.dns.fail_fast_after, config.dns.probe_interval)
     cache = LookupCache(
         config.cache.max_entries,
@@ -76,10 +99,11 @@ def build(
         policy_config.sender_null_mx,
         policy_config.allowlist,
         policy_config.replies.templates(),
+        dnssec=dnssec,
     )
     lookups = MxLookupService(source or resolver, cache, health, metrics)
     engine = NullMxEngine(policy, lookups, metrics)
-    return Components(config, metrics, resolver, health, cache, engine)
+    return Components(config, metrics, resolver, health, cache, engine, DnssecProbe(metrics))
 
 
 def configure_logging(config: Config, syslog_address: str = "/dev/log") -> None:
@@ -143,7 +167,19 @@ def serve(config: Config) -> int:
 
 
 def _serve(config: Config) -> int:
-    components = build(config)
+    try:
+        components = build(config)
+    except ConfigError as error:
+        log.error("config error: %s", error)
+        return 2
+    prober = DnssecProber(components.dnssec_probe, components.probe_settings).start()
+    try:
+        return _serve_components(config, components)
+    finally:
+        prober.stop()
+
+
+def _serve_components(config: Config, components: Components) -> int:
     # Unix sockets (libmilter's and the policy service's) are created with the process umask.
     os.umask(0o777 & ~config.milter.socket_mode)
     metrics_server = _start_http(config, components)
@@ -189,6 +225,7 @@ def status_source(components: Components) -> StatusSource:
         components.health,
         components.cache,
         components.metrics,
+        dnssec=lambda: components.dnssec_probe.status(components.probe_settings()),
     )
 
 

@@ -129,3 +129,6 @@ class ProbeAnswer:
     answered: bool
     authenticated: bool
     detail: str
+
+
+DEFAULT_PROBE_QUERY = ProbeQuery("NS", ".")

@@ -251,6 +251,7 @@ class StatusSource:
         *,
         domains: DomainStats | None = None,
         top_domains: Callable[[], int] = lambda: 10,
+        dnssec: Callable[[], DnssecStatus] = lambda: DNSSEC_OFF,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._config = config
@@ -261,6 +262,7 @@ class StatusSource:
         self._domains = domains
         # Read per report, so that a reload changes it.
         self._top_domains = top_domains
+        self._dnssec = dnssec
         self._clock = clock
         self._started = clock()
 
@@ -279,6 +281,7 @@ class StatusSource:
             recipients=self._metrics.recipient_counts(),
             policy_service=self._config.policy_service.listen,
             frontend_replies=self._metrics.frontend_reply_counts(),
+            dnssec=self._dnssec(),
             top_rejected=self._top(lambda domains: domains.rejected),
             top_dns_failing=self._top(lambda domains: domains.dns_failing),
             suggestions=self._metrics.suggestion_counts(),
