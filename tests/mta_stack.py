@@ -71,9 +71,14 @@ class MtaStack:
         return path
 
     def milter(
-        self, extra_config: str = "", unix_socket: Path | None = None, start: bool = True
+        self,
+        extra_config: str = "",
+        unix_socket: Path | None = None,
+        start: bool = True,
+        dns_options: str = "timeout = 1.0\n",
     ) -> MilterDaemon:
-        """A milter daemon in the namespace using the namespace's Knot (started unless told)."""
+        """A milter daemon in the namespace using the namespace's resolver on port 53 (Knot,
+        or the validating unbound), started unless told; `dns_options` as toml_config's."""
         workdir = self.workdir / f"milter{len(self.milters)}"
         workdir.mkdir(parents=True)
         daemon = MilterDaemon(
@@ -82,6 +87,7 @@ class MtaStack:
             extra_config,
             unix_socket=unix_socket,
             command_prefix=self.netns.prefix,
+            dns_options=dns_options,
         )
         self.milters.append(daemon)
         if start:
