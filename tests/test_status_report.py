@@ -180,6 +180,9 @@ def test_unhealthy_report_says_why_on_its_first_line() -> None:
 def test_dnssec_line_and_health(dnssec: DnssecStatus, line: str, problem: str | None) -> None:
     report = build_report(replace(facts(snapshot()), dnssec=dnssec))
     assert f"211-{line}\n" in report.text()
+    document = json.loads(report.json())["dnssec"]
+    assert (document["mode"], document["probe_state"]) == (dnssec.mode.value, dnssec.state.value)
+    assert document["last_probed_age_seconds"] == dnssec.last_probed_age
     if problem is None:
         assert report.healthy
     else:

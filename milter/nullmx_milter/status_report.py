@@ -213,6 +213,13 @@ def _document(facts: StatusFacts, problem: str | None, version: str) -> dict[str
             "consecutive_timeouts": dns.consecutive_timeouts,
             "failing_fast": dns.failing_fast,
         },
+        "dnssec": {
+            "mode": facts.dnssec.mode.value,
+            "probe": facts.dnssec.probe or None,
+            "probe_state": facts.dnssec.state.value,
+            "probe_detail": facts.dnssec.detail or None,
+            "last_probed_age_seconds": facts.dnssec.last_probed_age,
+        },
         "cache": {
             "entries": facts.cache_entries,
             "max_entries": facts.cache_max_entries,
