@@ -117,7 +117,8 @@ zone:
             stdout=subprocess.DEVNULL,
             stderr=(self.workdir / "knotd.log").open("wb"),
         )
-        self.wait_ready()
+        # One background worker loads the zones in turn: signing a big one delays the others.
+        self.wait_ready(60.0 if signed else 10.0)
         for origin in signed:
             self.wait_signed(origin)
         return self
