@@ -7,6 +7,7 @@ test runs the very same code on a few hundred recipients.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import statistics
@@ -33,6 +34,7 @@ COLD_OFFERED = 500.0
 # Cold lookups against a signed zone, dns.dnssec "off" against "require".
 DNSSEC_CONNECTIONS = (1, 10)
 DNSSEC_CASE = "cold cache, signed zone, dnssec"
+DNSSEC_WARM_UP = 50
 
 
 @dataclass(frozen=True)
@@ -302,39 +304,55 @@ def warm_and_cold_rows(
 def dnssec_rows(workdir: Path, stopping: list[subprocess.Popen[bytes]], sizes: Sizes) -> list[Row]:
     """Cold RCPTs with dns.dnssec "off" and "require", side by side: what DNSSEC costs.
 
-    A second Knot serves the generated zone signed. Both daemons ask it for the same names,
-    each new to its own cache; under "require" every query sets DO and AD and every answer
-    carries the MX set's RRSIG (Knot, being authoritative, sets no AD: the work is the same).
+    A second Knot serves the generated zone signed. Two daemons, one per mode, run at once
+    and take turns: each round sends the same new names to one, then to the other (each has
+    its own cache), so that the shared host's load drifts over both alike. Under "require"
+    every query sets DO and AD and every answer carries the MX set's RRSIG (Knot, being
+    authoritative, sets no AD: the work is the same).
     """
-    per_mode = len(DNSSEC_CONNECTIONS) * sizes.rounds * sizes.cold_rcpts
+    per_mode = DNSSEC_WARM_UP + len(DNSSEC_CONNECTIONS) * sizes.rounds * sizes.cold_rcpts
     knot_dir = workdir / "knot-signed"
     shutil.rmtree(knot_dir, ignore_errors=True)
     knot_dir.mkdir(parents=True)
     server = KnotServer(knot_dir).start(
         extra_zones={"bench.": zone_text(per_mode + 1)}, signed=("bench.",)
     )
-    rows: list[Row] = []
+    modes = ("off", "require")
+    runs: dict[tuple[str, int], list[tuple[LoadResult, float]]] = {}
     try:
-        for mode in ("off", "require"):
+        with contextlib.ExitStack() as daemons:
+            started = {
+                mode: daemons.enter_context(
+                    running_daemon(
+                        workdir / f"daemon-dnssec-{mode}",
+                        stopping,
+                        [server.nameserver],
+                        dns_options=f'timeout = 1.0\ndnssec = "{mode}"\ndnssec_probe = ""\n',
+                    )
+                )
+                for mode in modes
+            }
             fresh = DomainCounter(1)
-            options = f'timeout = 1.0\ndnssec = "{mode}"\ndnssec_probe = ""\n'
-            daemon_dir = workdir / f"daemon-dnssec-{mode}"
-            with running_daemon(
-                daemon_dir, stopping, [server.nameserver], dns_options=options
-            ) as daemon:
-                address = ("127.0.0.1", daemon.milter_port)
-                pid = _daemon_pid(daemon)
-                for connections in DNSSEC_CONNECTIONS:
-                    runs = [
-                        measure_load(
-                            address, pid, _split(fresh.take(sizes.cold_rcpts), connections)
-                        )
-                        for _round in range(sizes.rounds)
-                    ]
-                    rows.append(_median_row(f"{DNSSEC_CASE} {mode}", connections, runs))
+            warm_up = _split(fresh.take(DNSSEC_WARM_UP), 10)
+            for daemon in started.values():
+                measure_load(("127.0.0.1", daemon.milter_port), _daemon_pid(daemon), warm_up)
+            for connections in DNSSEC_CONNECTIONS:
+                for round_number in range(sizes.rounds):
+                    batches = _split(fresh.take(sizes.cold_rcpts), connections)
+                    # Who goes first alternates, so neither always meets a colder host.
+                    order = modes if round_number % 2 == 0 else modes[::-1]
+                    for mode in order:
+                        daemon = started[mode]
+                        address = ("127.0.0.1", daemon.milter_port)
+                        result = measure_load(address, _daemon_pid(daemon), batches)
+                        runs.setdefault((mode, connections), []).append(result)
     finally:
         server.stop()
-    return rows
+    return [
+        _median_row(f"{DNSSEC_CASE} {mode}", connections, runs[(mode, connections)])
+        for mode in modes
+        for connections in DNSSEC_CONNECTIONS
+    ]
 
 
 def coalescing(
