@@ -200,7 +200,9 @@ def test_debian_package_ships_the_mta_and_monitoring_wiring_as_examples(
     examples/ in a folder named after what it is for."""
     examples = debian_root.path("/usr/share/doc/nullmx-milter/examples")
     shipped = sorted(
-        str(path.relative_to(REPO / "config")) for path in (REPO / "config").rglob("*.*")
+        str(path.relative_to(REPO / "config"))
+        for path in (REPO / "config").rglob("*")
+        if path.is_file()
     )
     assert {"postfix/main.cf", "sendmail/nullmx-milter.mc", "nullmx-milter.toml"} <= set(shipped)
     installed = sorted(
