@@ -14,6 +14,7 @@ from milter_alone import (
     DNSSEC_CASE,
     DNSSEC_CONNECTIONS,
     SMOKE,
+    nullmx_answer,
     run_milter_alone,
     running_process,
 )
@@ -63,6 +64,23 @@ def test_null_pymilter_answers() -> None:
     with running_process(command, port):
         result = run_load(("127.0.0.1", port), [["a@b.test", "c@d.test"]] * 3)
     assert result.answers == {"c": 6}
+
+
+@pytest.mark.integration
+def test_load_client_fails_loudly_on_a_wrong_answer() -> None:
+    # d0.bench publishes a null MX: a milter that lets it through answered wrong, and a run
+    # with such answers must not yield a figure.
+    port = free_port(socket.SOCK_STREAM)
+    command = [sys.executable, str(BENCH / "null_pymilter.py"), f"inet:{port}@127.0.0.1"]
+    with running_process(command, port):
+        result = run_load(
+            ("127.0.0.1", port), [["user0@d0.bench", "user1@d1.bench"]], expect=nullmx_answer
+        )
+    assert result.answers == {"c": 2}
+    assert len(result.wrong) == 1
+    assert "request 0: answered 'c', expected '556'" in result.wrong[0]
+    with pytest.raises(RuntimeError, match="1 wrong answers"):
+        result.check(2)
 
 
 @pytest.mark.mta

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from nullmx_milter.config import Config, config_from_dict, load_config, parse_nameserver
-from nullmx_milter.dns_lookup import Nameserver
+from nullmx_milter.config import Config, config_from_dict, load_config
 from nullmx_milter.dnssec import DnssecMode, ProbeQuery
+from nullmx_milter.endpoints import Nameserver, parse_nameserver
 from nullmx_milter.errors import ConfigError
 from nullmx_milter.policy import Mode, OnDnsError, SenderCheck
 

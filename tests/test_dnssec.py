@@ -27,6 +27,7 @@ from nullmx_milter.lookup_service import MxLookupService
 from nullmx_milter.metrics import Metrics
 from nullmx_milter.mx import MxClass, MxLookup
 from nullmx_milter.policy import Mode, NullMxPolicy, OnDnsError, SenderCheck, Verdict
+from nullmx_milter.runtime import recipient_templates
 
 from dns_stub import wait_until
 from fakes import TEST_VERSIONS
@@ -259,7 +260,7 @@ def test_engine_counts_unauthenticated_null_mx_and_the_cache_keeps_the_flag() ->
         OnDnsError.ACCEPT,
         SenderCheck.REJECT,
         frozenset(),
-        RepliesConfig().templates(),
+        recipient_templates(RepliesConfig()),
         dnssec=DnssecMode.REQUIRE,
     )
     source = SignedSource()

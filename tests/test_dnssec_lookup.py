@@ -5,10 +5,10 @@ from __future__ import annotations
 import dns.name
 import pytest
 
-from nullmx_milter.config import parse_nameserver
 from nullmx_milter.dns_fast import FastMxQuery
 from nullmx_milter.dns_lookup import MxResolver, _Cname
 from nullmx_milter.dnssec import parse_probe
+from nullmx_milter.endpoints import parse_nameserver
 from nullmx_milter.mx import MxClass, MxLookup
 
 from dnssec_stack import KNOT, PLAIN, PROBE, VALIDATING, DnssecStack

@@ -26,7 +26,8 @@ from knot import KnotServer, free_port
 from milter_client import MilterClient
 from systemd_unit import REPO, FakeSystemd, Unit, group_id, passwd_entry, start_as
 
-pytestmark = pytest.mark.packaging
+# Building the Debian package and a fresh venv takes minutes on a shared host.
+pytestmark = [pytest.mark.packaging, pytest.mark.timeout(900)]
 
 # What the postfix package would add: the group the socket directory is setgid to.
 POSTFIX_GID = 64999

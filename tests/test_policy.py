@@ -9,6 +9,7 @@ from nullmx_milter.config import RepliesConfig
 from nullmx_milter.dnssec import DnssecMode
 from nullmx_milter.mx import MxClass, MxLookup
 from nullmx_milter.policy import Mode, NullMxPolicy, OnDnsError, Role, SenderCheck, Verdict
+from nullmx_milter.runtime import recipient_templates
 
 
 def policy(
@@ -19,7 +20,12 @@ def policy(
     dnssec: DnssecMode = DnssecMode.OFF,
 ) -> NullMxPolicy:
     return NullMxPolicy(
-        mode, on_dns_error, sender, allowlist, RepliesConfig().templates(), dnssec=dnssec
+        mode,
+        on_dns_error,
+        sender,
+        allowlist,
+        recipient_templates(RepliesConfig()),
+        dnssec=dnssec,
     )
 
 

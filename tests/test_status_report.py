@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import threading
@@ -12,7 +13,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from nullmx_milter.cache import LookupCache
-from nullmx_milter.config import load_config
+from nullmx_milter.config import Config, load_config
 from nullmx_milter.dns_health import DnsHealth, DnsHealthSnapshot
 from nullmx_milter.dnssec import DnssecMode, ProbeState
 from nullmx_milter.dnssec_probe import DnssecStatus
@@ -20,6 +21,7 @@ from nullmx_milter.domain_stats import DomainStats, TopDomains
 from nullmx_milter.metrics import Metrics, runtime_versions
 from nullmx_milter.mx import MxClass, MxLookup
 from nullmx_milter.reply import SMTP_LINE_OCTETS
+from nullmx_milter.runtime import RuntimeHolder, build_runtime
 from nullmx_milter.status_report import (
     FAILURE_RATIO_LIMIT,
     MIN_RECENT_LOOKUPS,
@@ -31,6 +33,8 @@ from nullmx_milter.status_report import (
     dns_problem,
 )
 from nullmx_milter.top_k import TopEntry
+
+from fakes import FakeSource
 
 
 def snapshot(
@@ -206,13 +210,23 @@ class Clock:
         return self.now
 
 
+def runtimes(
+    config: Config, metrics: Metrics, health: DnsHealth, cache: LookupCache
+) -> RuntimeHolder:
+    """The runtime the daemon builds for `config`, with these health and cache objects."""
+    runtime = build_runtime(config, metrics, source=FakeSource())
+    return RuntimeHolder(
+        dataclasses.replace(runtime, health=health, cache=cache, nameservers=("127.0.0.1:53",))
+    )
+
+
 def test_source_reads_live_health_cache_and_counters() -> None:
     clock = Clock()
     config = load_config(None)
     metrics = Metrics(CollectorRegistry(), runtime_versions("1.0.5", "1.0.1"))
     health = DnsHealth(3, 1.0, clock=clock)
     cache = LookupCache(10, 5.0, 60.0, 5.0, clock=clock)
-    source = StatusSource(config, ("127.0.0.1:53",), health, cache, metrics, clock=clock)
+    source = StatusSource(runtimes(config, metrics, health, cache), metrics, clock=clock)
     cache.put("null.test", MxLookup(MxClass.NULL_MX, 60.0))
     metrics.count_cache("miss")
     health.record(MxClass.NULL_MX, 0.004)
@@ -242,7 +256,7 @@ def test_report_is_cheap_and_needs_no_lookup_path_lock() -> None:
     for _ in range(200):
         health.record(MxClass.MX, 0.002)
     cache = LookupCache(10, 5.0, 60.0, 5.0)
-    source = StatusSource(config, ("127.0.0.1:53",), health, cache, metrics)
+    source = StatusSource(runtimes(config, metrics, health, cache), metrics)
     reports: list[StatusReport] = []
     elapsed: list[float] = []
 
@@ -339,10 +353,7 @@ def test_source_lists_rejected_domains_from_live_tallies() -> None:
     domains = DomainStats()
     shown = [2]
     source = StatusSource(
-        config,
-        ("127.0.0.1:53",),
-        DnsHealth(3, 1.0),
-        LookupCache(10, 5.0, 60.0, 5.0),
+        runtimes(config, metrics, DnsHealth(3, 1.0), LookupCache(10, 5.0, 60.0, 5.0)),
         metrics,
         domains=domains,
         top_domains=lambda: shown[0],

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from nullmx_milter import __version__, daemon, status_client
+from nullmx_milter import __version__, daemon, runtime, status_client
 from nullmx_milter.config import Config, load_config
 from nullmx_milter.dnssec import DnssecMode
 from nullmx_milter.errors import ConfigError
@@ -101,7 +101,7 @@ def _check(config: Config, addresses: Sequence[str], as_sender: bool) -> int:
 
 def _show_config(config: Config) -> int:
     print("config OK")
-    for section in ("milter", "dns", "cache", "policy", "metrics", "log"):
+    for section in ("milter", "dns", "cache", "policy", "metrics", "log", "policy_service"):
         print(f"[{section}] {getattr(config, section)}")
     return 0
 
@@ -132,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _status(config, args.url, args.json)
     try:
         # Reads /etc/resolv.conf when no nameserver is configured, so not part of loading.
-        daemon.check_dns_trust(config)
+        runtime.check_dns_trust(config)
     except ConfigError as error:
         print(f"nullmx-milter: config error: {error}", file=sys.stderr)
         return EXIT_CONFIG
@@ -145,4 +145,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"nullmx-milter: {refusal}", file=sys.stderr)
         return EXIT_CONFIG
     daemon.configure_logging(config)
-    return daemon.serve(config)
+    return daemon.serve(config, args.config)

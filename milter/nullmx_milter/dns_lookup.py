@@ -18,6 +18,7 @@ import dns.resolver
 
 from nullmx_milter.dns_fast import FastMxQuery
 from nullmx_milter.dnssec import ProbeAnswer, ProbeQuery
+from nullmx_milter.endpoints import Nameserver
 from nullmx_milter.mx import MxClass, MxLookup, classify_exchanges
 
 _MAX_CNAME_HOPS = 8
@@ -47,20 +48,11 @@ class _Interner(Generic[HashableT]):
         return value
 
 
-@dataclass(frozen=True, slots=True)
-class Nameserver:
-    """A DNS server to send queries to: an IP address and a port."""
-
-    host: str
-    port: int = 53
-
-    def __str__(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
-
-
 def _negative_ttl(response: dns.message.Message | None) -> float:
-    if not isinstance(response, dns.message.QueryMessage):
+    # Checked here: dnspython 2.9 gives a negative answer without SOA a TTL of 300.
+    if not isinstance(response, dns.message.QueryMessage) or not any(
+        rrset.rdtype == dns.rdatatype.SOA for rrset in response.authority
+    ):
         return _TTL_WITHOUT_SOA
     try:
         return float(response.resolve_chaining().minimum_ttl)

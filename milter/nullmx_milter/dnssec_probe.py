@@ -31,11 +31,14 @@ class ProbeSettings:
     mode: DnssecMode
     query: ProbeQuery | None
     interval: float
-    resolver: ProbeResolver
+    # None when lookups go to something else than DNS (a fake in tests): nothing to probe.
+    resolver: ProbeResolver | None
 
     @property
     def active(self) -> bool:
-        return self.mode is DnssecMode.REQUIRE and self.query is not None
+        return (
+            self.mode is DnssecMode.REQUIRE and self.query is not None and self.resolver is not None
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,11 +82,11 @@ class DnssecProbe:
 
     def run_once(self, settings: ProbeSettings) -> ProbeState:
         """Send the probe query now (when `settings` ask for probing) and record the result."""
-        query = settings.query
-        if not settings.active or query is None:
+        query, resolver = settings.query, settings.resolver
+        if not settings.active or query is None or resolver is None:
             self._metrics.set_dnssec_probe_state(ProbeState.OFF)
             return ProbeState.OFF
-        answer = settings.resolver.probe(query)
+        answer = resolver.probe(query)
         if not answer.answered:
             state = ProbeState.NO_ANSWER
         elif answer.authenticated:
@@ -94,7 +97,7 @@ class DnssecProbe:
             previous = self._result
             self._result = _Result(query, state, answer.detail, self._clock())
         self._metrics.set_dnssec_probe_state(state)
-        _log_result(query, settings.resolver.nameservers, state, answer.detail, previous)
+        _log_result(query, resolver.nameservers, state, answer.detail, previous)
         return state
 
     def status(self, settings: ProbeSettings) -> DnssecStatus:

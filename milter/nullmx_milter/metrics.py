@@ -13,16 +13,22 @@ from nullmx_milter.dnssec import ProbeState
 from nullmx_milter.header_check import HeaderVerdict
 from nullmx_milter.mx import MxClass
 from nullmx_milter.policy import Role, Verdict
-from nullmx_milter.reply import Reply
+from nullmx_milter.reply import (
+    DNS_TEMPFAIL_CODES,
+    NULL_MX_RECIPIENT_CODES,
+    NULL_MX_SENDER_CODES,
+    Reply,
+)
 from nullmx_milter.suggest import SuggestionOutcome
 
 # Every reply the engine can build; codes are fixed, only the text is configurable.
-REPLY_CODES = (("556", "5.1.10"), ("550", "5.7.27"), ("451", "4.4.3"))
+REPLY_CODES = (NULL_MX_RECIPIENT_CODES, NULL_MX_SENDER_CODES, DNS_TEMPFAIL_CODES)
 CALLBACK_STAGES = ("envfrom", "envrcpt", "header", "eoh", "policy")
 # "exim": policy-service requests with reply_format=exim (config/exim/).
 FRONTENDS = ("milter", "policy", "exim")
 POLICY_REQUEST_RESULTS = ("ok", "malformed")
 CACHE_RESULTS = ("hit", "miss", "coalesced")
+RELOAD_RESULTS = ("success", "failure")
 LATENCY_BUCKETS = (
     0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
     0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -135,6 +141,24 @@ class Metrics:
             registry=registry,
         )
         self._probe_state = {state: probe_state.labels(state.value) for state in ProbeState}
+        # Named as Prometheus names its own (prometheus_config_last_reload_successful, ...).
+        self._reload_successful = Gauge(
+            "nullmx_config_last_reload_successful",
+            "Whether the last config load (start or reload) succeeded.",
+            registry=registry,
+        )
+        self._reload_success_time = Gauge(
+            "nullmx_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful config load (start or reload).",
+            registry=registry,
+        )
+        reloads = Counter(
+            "nullmx_config_reloads",
+            "Config reloads (SIGUSR1), by result; a failed one leaves the running config.",
+            ["result"],
+            registry=registry,
+        )
+        self._reloads = {result: reloads.labels(result) for result in RELOAD_RESULTS}
         suggestions = Counter(
             "nullmx_suggestions",
             'Null-MX rejections by "did you mean" outcome (offered, tie: abstained, none).',
@@ -162,6 +186,19 @@ class Metrics:
         """One SMTP reply was sent to the MTA by `frontend` (one of FRONTENDS)."""
         self._replies[(reply.code, reply.enhanced)].inc()
         self._frontend_replies[(frontend, reply.code, reply.enhanced)].inc()
+
+    def config_loaded(self, unix_time: float) -> None:
+        """The config in force was loaded (at start) or reloaded at `unix_time`."""
+        self._reload_successful.set(1)
+        self._reload_success_time.set(unix_time)
+
+    def count_reload(self, *, succeeded: bool, unix_time: float) -> None:
+        """A SIGUSR1 reload ended; a failed one leaves the config in force."""
+        self._reloads["success" if succeeded else "failure"].inc()
+        if succeeded:
+            self.config_loaded(unix_time)
+        else:
+            self._reload_successful.set(0)
 
     def count_policy_request(self, result: str) -> None:
         self._policy_requests[result].inc()
