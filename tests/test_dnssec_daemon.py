@@ -6,6 +6,7 @@ its metrics listener, and the `check` and `check-config` commands.
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import urllib.error
 import urllib.request
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon_process import CONSOLE_SCRIPT, MilterDaemon
+from daemon_process import CONSOLE_SCRIPT, MilterDaemon, toml_config
 from dns_stub import wait_until
 from dnssec_stack import KNOT, PLAIN, PROBE, VALIDATING, DnssecStack
 from exposition import metric
@@ -224,3 +225,46 @@ def test_a_remote_resolver_needs_the_opt_in(
         )
         assert trusted.returncode == 0, trusted.stderr
         assert "config OK" in trusted.stdout
+
+
+def reload(stack: DnssecStack, daemon: MilterDaemon, nameserver: str, options: str) -> str:
+    """Rewrite the daemon's config, SIGUSR1, wait for the reload's outcome; "success"/"failure"."""
+
+    def counted() -> tuple[float, float]:
+        text = metrics(stack, daemon)
+        return (
+            metric(text, "nullmx_config_reloads_total", result="success"),
+            metric(text, "nullmx_config_reloads_total", result="failure"),
+        )
+
+    before = counted()
+    daemon.config_path.write_text(
+        toml_config([nameserver], daemon.libmilter_socket, daemon.metrics_port, "", options)
+    )
+    assert daemon.process is not None
+    daemon.process.send_signal(signal.SIGUSR1)
+    wait_until(lambda: counted() != before, 10.0)
+    return "success" if counted()[0] > before[0] else "failure"
+
+
+def test_dnssec_settings_reload(dnssec_stack: DnssecStack, start_milter: StartMilter) -> None:
+    daemon = start_milter(VALIDATING, "off")
+    assert rcpt_replies(dnssec_stack, daemon, ["a@null.insecure.test"]) == [NULL_556]
+    assert probe_state(dnssec_stack, daemon) == "off"
+
+    assert reload(dnssec_stack, daemon, VALIDATING, dns_options("require")) == "success"
+    wait_for_probe(dnssec_stack, daemon, "validating")
+    after = rcpt_replies(dnssec_stack, daemon, ["b@null.insecure.test", "c@null.signed.test"])
+    assert after == ["continue", NULL_556]
+
+    # A resolver that does not validate: the probe asks again at once after the reload.
+    assert reload(dnssec_stack, daemon, PLAIN, dns_options("require")) == "success"
+    wait_for_probe(dnssec_stack, daemon, "not_validating")
+    assert http_get(dnssec_stack, daemon, "/healthz")[0] == 503
+
+    # A remote resolver without the opt-in is refused; the running config stays in force.
+    assert reload(dnssec_stack, daemon, "192.0.2.53", dns_options("require")) == "failure"
+    status = http_get(dnssec_stack, daemon, "/status")[1]
+    assert "dns.nameservers" in status
+    assert "must be a loopback address" in daemon.log()
+    assert rcpt_replies(dnssec_stack, daemon, ["d@null.signed.test"]) == ["continue"]
