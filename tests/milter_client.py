@@ -40,9 +40,13 @@ _KINDS = {
 class MilterClient:
     """One milter session: negotiate, connect, then MAIL/RCPT commands."""
 
-    def __init__(self, port: int | str, host: str = "127.0.0.1", timeout: float = 30.0) -> None:
-        """`port` is a TCP port on `host`, or the path of a unix socket."""
-        if isinstance(port, str):
+    def __init__(
+        self, port: int | str | socket.socket, host: str = "127.0.0.1", timeout: float = 30.0
+    ) -> None:
+        """`port` is a TCP port on `host`, the path of a unix socket, or a connected socket."""
+        if isinstance(port, socket.socket):
+            self.sock = port
+        elif isinstance(port, str):
             self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             self.sock.settimeout(timeout)
             self.sock.connect(port)

@@ -10,7 +10,8 @@ from collections.abc import Iterator
 import pytest
 
 from nullmx_milter.dns_fast import FastMxQuery, parse_answer
-from nullmx_milter.dns_lookup import MxResolver, Nameserver
+from nullmx_milter.dns_lookup import MxResolver
+from nullmx_milter.endpoints import Nameserver
 from nullmx_milter.mx import MxClass
 
 from knot import KnotServer

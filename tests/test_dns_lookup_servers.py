@@ -8,7 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from nullmx_milter.dns_lookup import MxResolver, Nameserver
+from nullmx_milter.dns_lookup import MxResolver
+from nullmx_milter.endpoints import Nameserver
 from nullmx_milter.mx import MxClass
 
 from dns_stub import DnsStub

@@ -30,6 +30,7 @@ from nullmx_milter.metrics import (
 from nullmx_milter.milter_adapter import NullMxSenderMilter
 from nullmx_milter.mx import MxClass
 from nullmx_milter.policy import NullMxPolicy, OnDnsError, Verdict
+from nullmx_milter.runtime import recipient_templates
 
 from fakes import FakeSource
 
@@ -81,7 +82,7 @@ def make_rig(
         on_dns_error,
         defaults.sender_null_mx,
         defaults.allowlist,
-        defaults.replies.templates(),
+        recipient_templates(defaults.replies),
     )
     engine = NullMxEngine(policy, MxLookupService(source, cache, health, metrics), metrics)
     return Rig(registry, metrics, source, cache, engine)

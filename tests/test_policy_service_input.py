@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from nullmx_milter.config import PolicyServiceConfig
 from nullmx_milter.policy_service import MAX_ATTRIBUTES, PolicyResponder, PolicyServer
 
-from fakes import fake_engine
+from fakes import fake_runtimes
 from knot import free_port
 from policy_client import connect_unix, exchange
 
@@ -21,13 +20,8 @@ NULL_MX_REQUEST = b"protocol_state=RCPT\nrecipient=u@null.example\n\n"
 
 
 def make_server(spec: str) -> PolicyServer:
-    engine, metrics = fake_engine()
-    server = PolicyServer(
-        spec,
-        PolicyResponder(engine, metrics, PolicyServiceConfig().replies()),
-        metrics,
-        idle_timeout=5.0,
-    )
+    runtimes, metrics = fake_runtimes(idle_timeout=5.0)
+    server = PolicyServer(spec, PolicyResponder(runtimes, metrics), metrics)
     server.start()
     return server
 

@@ -15,8 +15,9 @@ import Milter
 import pytest
 from Milter import testctx
 
-from nullmx_milter.config import Config, config_from_dict, split_host_port
+from nullmx_milter.config import Config, config_from_dict
 from nullmx_milter.daemon import build, status_source
+from nullmx_milter.endpoints import split_host_port
 from nullmx_milter.engine import log_decision, log_safe
 from nullmx_milter.http_server import MetricsServer
 from nullmx_milter.milter_adapter import NullMxSenderMilter
@@ -137,9 +138,8 @@ def test_policy_service_log_lines_stay_one_line(
     components = build(config, source=BuggyDns())
     server = PolicyServer(
         f"unix:{tmp_path / 'policy.sock'}",
-        PolicyResponder(components.engine, components.metrics, config.policy_service.replies()),
+        PolicyResponder(components.runtimes, components.metrics),
         components.metrics,
-        idle_timeout=2.0,
     )
     server.start()
     request = (
@@ -166,9 +166,7 @@ def test_policy_service_log_lines_stay_one_line(
 def test_queue_ids_are_escaped_in_decision_lines(caplog: pytest.LogCaptureFixture) -> None:
     config = Config()
     components = build(config, source=ZoneSource())
-    responder = PolicyResponder(
-        components.engine, components.metrics, config.policy_service.replies()
-    )
+    responder = PolicyResponder(components.runtimes, components.metrics)
     with caplog.at_level(logging.DEBUG, logger="nullmx_milter"):
         action = responder.respond(
             {"protocol_state": "RCPT", "queue_id": "Q\r\nforged", "recipient": "<a@null.test>"}

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
-import re
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -11,10 +9,17 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from nullmx_milter.address import to_a_label
-from nullmx_milter.dns_lookup import Nameserver
+from nullmx_milter.dnssec import (
+    DEFAULT_PROBE,
+    DEFAULT_PROBE_QUERY,
+    DnssecMode,
+    ProbeQuery,
+    parse_probe,
+    trust_problem,
+)
+from nullmx_milter.endpoints import Nameserver, check_listen, check_socket, parse_nameserver
 from nullmx_milter.errors import ConfigError, ReplyError
-from nullmx_milter.policy import Mode, OnDnsError, ReplyTemplates, SenderCheck
-from nullmx_milter.policy_service import PolicyReplies
+from nullmx_milter.policy import Mode, OnDnsError, SenderCheck
 from nullmx_milter.reply import ReplyTemplate
 
 DEFAULT_RECIPIENT_REPLY = (
@@ -42,9 +47,7 @@ DEFAULT_POLICY_SERVICE_TEMPFAIL_REPLY = (
 )
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
-_SOCKET_INET = re.compile(r"(inet|inet6):([0-9]{1,5})@(\S+)\Z")
-
-EnumT = TypeVar("EnumT", Mode, OnDnsError, SenderCheck)
+EnumT = TypeVar("EnumT", Mode, OnDnsError, SenderCheck, DnssecMode)
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,11 @@ class DnsConfig:
     timeout: float = 2.0
     fail_fast_after: int = 5
     probe_interval: float = 1.0
+    # README "DNSSEC": reject only on an authenticated null MX, from a trusted resolver.
+    dnssec: DnssecMode = DnssecMode.OFF
+    resolver_path_trusted: bool = False
+    dnssec_probe: ProbeQuery | None = DEFAULT_PROBE_QUERY
+    dnssec_probe_interval: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -85,14 +93,6 @@ class RepliesConfig:
     recipient: tuple[str, ...] = DEFAULT_RECIPIENT_REPLY
     sender: tuple[str, ...] = DEFAULT_SENDER_REPLY
     tempfail: tuple[str, ...] = DEFAULT_TEMPFAIL_REPLY
-
-    def templates(self) -> ReplyTemplates:
-        """The compiled templates (validated when the config was loaded)."""
-        return ReplyTemplates(
-            recipient=ReplyTemplate("556", "5.1.10", self.recipient),
-            sender=ReplyTemplate("550", "5.7.27", self.sender),
-            tempfail=ReplyTemplate("451", "4.4.3", self.tempfail),
-        )
 
 
 @dataclass(frozen=True)
@@ -122,14 +122,6 @@ class PolicyServiceConfig:
     recipient_reply: str = DEFAULT_POLICY_SERVICE_RECIPIENT_REPLY
     sender_reply: str = DEFAULT_POLICY_SERVICE_SENDER_REPLY
     tempfail_reply: str = DEFAULT_POLICY_SERVICE_TEMPFAIL_REPLY
-
-    def replies(self) -> PolicyReplies:
-        """The one-line templates (validated when the config was loaded)."""
-        return PolicyReplies(
-            recipient=ReplyTemplate("556", "5.1.10", (self.recipient_reply,)),
-            sender=ReplyTemplate("550", "5.7.27", (self.sender_reply,)),
-            tempfail=ReplyTemplate("451", "4.4.3", (self.tempfail_reply,)),
-        )
 
 
 @dataclass(frozen=True)
@@ -223,60 +215,6 @@ def _toml_type(value: object) -> str:
     )
 
 
-def split_host_port(spec: str) -> tuple[str, int | None]:
-    """'host', 'host:port', bare IPv6, or '[v6]' / '[v6]:port' -> (host, port or None)."""
-    if spec.startswith("["):
-        close = spec.find("]")
-        rest = spec[close + 1 :] if close > 0 else None
-        if rest is None or (rest and not rest.startswith(":")):
-            raise ValueError(f"{spec!r} is not [v6] or [v6]:port")
-        return spec[1:close], _port(rest[1:]) if rest else None
-    if spec.count(":") > 1:
-        return spec, None
-    host, colon, port = spec.partition(":")
-    if not host:
-        raise ValueError(f"{spec!r} has no host")
-    return host, _port(port) if colon else None
-
-
-def _port(text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= 65535:
-        raise ValueError(f"port {text!r} is not a number from 1 to 65535")
-    return int(text)
-
-
-def parse_nameserver(spec: str) -> Nameserver:
-    """A nameserver entry; dnspython needs IP addresses, not names."""
-    host, port = split_host_port(spec)
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        raise ValueError(f"{host!r} is not an IP address") from None
-    return Nameserver(host, 53 if port is None else port)
-
-
-def check_socket(spec: str) -> str:
-    """A libmilter socket spec: inet:PORT@HOST, inet6:PORT@HOST or unix:/absolute/path."""
-    match = _SOCKET_INET.match(spec)
-    if match:
-        if not 1 <= int(match.group(2)) <= 65535:
-            raise ValueError(f"port {match.group(2)} is out of range")
-        return spec
-    for prefix in ("unix:", "local:"):
-        if spec.startswith(prefix):
-            if not spec[len(prefix) :].startswith("/"):
-                raise ValueError("a unix socket needs an absolute path")
-            return spec
-    raise ValueError(f"{spec!r} is not inet:PORT@HOST, inet6:PORT@HOST or unix:/path")
-
-
-def check_listen(spec: str) -> str:
-    """'' (off), 'host:port' or '[v6]:port'."""
-    if spec and split_host_port(spec)[1] is None:
-        raise ValueError(f"{spec!r} has no port; write host:port, [v6]:port or '' (off)")
-    return spec
-
-
 def _checked(key: str, check: Callable[[str], Any], value: str) -> Any:
     try:
         return check(value)
@@ -343,9 +281,26 @@ def config_from_dict(raw: dict[str, Any]) -> Config:
         probe_interval=dns.number(
             "probe_interval", default.dns.probe_interval, 0.0, inclusive=False
         ),
+        dnssec=dns.choice("dnssec", default.dns.dnssec),
+        resolver_path_trusted=dns.flag("resolver_path_trusted", default.dns.resolver_path_trusted),
+        dnssec_probe=_checked(
+            dns.key("dnssec_probe"), parse_probe, dns.text("dnssec_probe", DEFAULT_PROBE)
+        ),
+        dnssec_probe_interval=dns.number(
+            "dnssec_probe_interval", default.dns.dnssec_probe_interval, 0.0, inclusive=False
+        ),
     )
     if dns_config.timeout > 30:
         raise ConfigError(dns.key("timeout"), "must be <= 30 (MTAs give a milter about 30 s)")
+    if servers:
+        # The system resolver's addresses are checked where the resolver is built.
+        problem = trust_problem(
+            dns_config.dnssec,
+            tuple(server.host for server in servers),
+            dns_config.resolver_path_trusted,
+        )
+        if problem:
+            raise ConfigError(dns.key("nameservers"), problem)
     dns.finish()
 
     cache = root.table("cache")
