@@ -17,8 +17,9 @@ from nullmx_milter.policy import (
     SenderCheck,
     Verdict,
 )
+from nullmx_milter.runtime import recipient_templates
 
-TEMPLATES = RepliesConfig().templates()
+TEMPLATES = recipient_templates(RepliesConfig())
 ADDRESS = parse_address("<u@d.example>")
 
 
@@ -123,3 +124,31 @@ def test_an_empty_allowlist_lists_nothing() -> None:
 )
 def test_checks_senders(sender: SenderCheck, checks: bool) -> None:
     assert policy(sender=sender).checks_senders is checks
+
+
+@pytest.mark.parametrize("mx_class", [mx for mx in MxClass if mx.is_failure])
+@pytest.mark.parametrize(
+    ("made", "role"),
+    [
+        pytest.param(policy(Mode.DRY_RUN, OnDnsError.TEMPFAIL), Role.RECIPIENT, id="dry-run"),
+        pytest.param(policy(Mode.DRY_RUN, OnDnsError.TEMPFAIL), Role.SENDER, id="dry-run-sender"),
+        pytest.param(
+            policy(on_dns_error=OnDnsError.TEMPFAIL, sender=SenderCheck.DRY_RUN),
+            Role.SENDER,
+            id="sender-dry-run",
+        ),
+    ],
+)
+def test_a_dry_run_never_tempfails(made: NullMxPolicy, role: Role, mx_class: MxClass) -> None:
+    # What enforcing would answer 451 is counted and logged as would_tempfail, with no reply.
+    lookup = MxLookup(mx_class, 0.0, "failed")
+    assert made.decide(ADDRESS, lookup, role) == Decision(
+        Verdict.WOULD_TEMPFAIL, mx_class.value, ADDRESS, lookup=lookup
+    )
+
+
+def test_a_dry_run_with_on_dns_error_accept_just_accepts() -> None:
+    lookup = MxLookup(MxClass.TIMEOUT, 0.0, "failed")
+    assert policy(Mode.DRY_RUN).decide(ADDRESS, lookup, Role.RECIPIENT) == Decision(
+        Verdict.ACCEPTED, "timeout", ADDRESS, lookup=lookup
+    )
