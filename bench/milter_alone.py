@@ -7,6 +7,7 @@ test runs the very same code on a few hundred recipients.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import statistics
@@ -30,6 +31,10 @@ CONCURRENCY = (1, 10, 50)
 PACED_CONNECTIONS = 10
 WARM_OFFERED = 5_000.0
 COLD_OFFERED = 500.0
+# Cold lookups against a signed zone, dns.dnssec "off" against "require".
+DNSSEC_CONNECTIONS = (1, 10)
+DNSSEC_CASE = "cold cache, signed zone, dnssec"
+DNSSEC_WARM_UP = 50
 
 
 @dataclass(frozen=True)
@@ -174,13 +179,17 @@ def knot_with_zone(workdir: Path, domains: int) -> Iterator[KnotServer]:
 
 @contextmanager
 def running_daemon(
-    workdir: Path, stopping: list[subprocess.Popen[bytes]], nameservers: list[str], extra: str = ""
+    workdir: Path,
+    stopping: list[subprocess.Popen[bytes]],
+    nameservers: list[str],
+    extra: str = "",
+    dns_options: str = "timeout = 1.0\n",
 ) -> Iterator[MilterDaemon]:
     """The real daemon; on the way out it gets SIGTERM and joins `stopping` (libmilter
     takes seconds to exit: the caller waits for all of them at once)."""
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
-    daemon = MilterDaemon(workdir, nameservers, extra).start()
+    daemon = MilterDaemon(workdir, nameservers, extra, dns_options=dns_options).start()
     try:
         yield daemon
     finally:
@@ -311,6 +320,60 @@ def warm_and_cold_rows(
     return rows
 
 
+def dnssec_rows(workdir: Path, stopping: list[subprocess.Popen[bytes]], sizes: Sizes) -> list[Row]:
+    """Cold RCPTs with dns.dnssec "off" and "require", side by side: what DNSSEC costs.
+
+    A second Knot serves the generated zone signed. Two daemons, one per mode, run at once
+    and take turns: each round sends the same new names to one, then to the other (each has
+    its own cache), so that the shared host's load drifts over both alike. Under "require"
+    every query sets DO and AD and every answer carries the MX set's RRSIG (Knot, being
+    authoritative, sets no AD: the work is the same).
+    """
+    per_mode = DNSSEC_WARM_UP + len(DNSSEC_CONNECTIONS) * sizes.rounds * sizes.cold_rcpts
+    knot_dir = workdir / "knot-signed"
+    shutil.rmtree(knot_dir, ignore_errors=True)
+    knot_dir.mkdir(parents=True)
+    server = KnotServer(knot_dir).start(
+        extra_zones={"bench.": zone_text(per_mode + 1)}, signed=("bench.",)
+    )
+    modes = ("off", "require")
+    runs: dict[tuple[str, int], list[tuple[LoadResult, float]]] = {}
+    try:
+        with contextlib.ExitStack() as daemons:
+            started = {
+                mode: daemons.enter_context(
+                    running_daemon(
+                        workdir / f"daemon-dnssec-{mode}",
+                        stopping,
+                        [server.nameserver],
+                        dns_options=f'timeout = 1.0\ndnssec = "{mode}"\ndnssec_probe = ""\n',
+                    )
+                )
+                for mode in modes
+            }
+            fresh = DomainCounter(1)
+            warm_up = _split(fresh.take(DNSSEC_WARM_UP), 10)
+            for daemon in started.values():
+                measure_load(("127.0.0.1", daemon.milter_port), _daemon_pid(daemon), warm_up)
+            for connections in DNSSEC_CONNECTIONS:
+                for round_number in range(sizes.rounds):
+                    batches = _split(fresh.take(sizes.cold_rcpts), connections)
+                    # Who goes first alternates, so neither always meets a colder host.
+                    order = modes if round_number % 2 == 0 else modes[::-1]
+                    for mode in order:
+                        daemon = started[mode]
+                        address = ("127.0.0.1", daemon.milter_port)
+                        result = measure_load(address, _daemon_pid(daemon), batches)
+                        runs.setdefault((mode, connections), []).append(result)
+    finally:
+        server.stop()
+    return [
+        _median_row(f"{DNSSEC_CASE} {mode}", connections, runs[(mode, connections)])
+        for mode in modes
+        for connections in DNSSEC_CONNECTIONS
+    ]
+
+
 def coalescing(
     knot: KnotServer,
     workdir: Path,
@@ -378,6 +441,7 @@ def run_milter_alone(workdir: Path, null_milter: Path, sizes: Sizes) -> MilterAl
             last = sizes.zone_domains - 1
             results.coalescing = coalescing(knot, workdir, stopping, sizes, last)
             results.memory = memory(knot, workdir, stopping, sizes)
+        results.rows.extend(dnssec_rows(workdir, stopping, sizes))
     finally:
         reap(stopping)
     return results

@@ -8,7 +8,7 @@ import platform
 import statistics
 from pathlib import Path
 
-from milter_alone import WARM_OFFERED, MilterAloneResults, Row
+from milter_alone import DNSSEC_CASE, DNSSEC_CONNECTIONS, WARM_OFFERED, MilterAloneResults, Row
 from stop_time import BASELINE, FD, SOCKETS, StopTimes
 from through_postfix import CASE_NAMES, CASES, POLICY_CASES, PostfixResults
 
@@ -71,6 +71,27 @@ def cold_gap_table(rows: list[Row]) -> str:
         lines.append(
             f"| {key[0]} | {_offered(key[1])} | {_ms(row.p99)} | {_ms(dns[key].p99)} "
             f"| {_ms(gap)} | {verdict} |"
+        )
+    return "\n".join(lines)
+
+
+def dnssec_cost_table(rows: list[Row]) -> str:
+    """Cold RCPTs against a signed zone: dns.dnssec "require" against "off", side by side."""
+    lines = [
+        "| connections | CPU µs off | CPU µs require | CPU ratio | RCPT/s off | RCPT/s require "
+        "| p99 ms off | p99 ms require |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for connections in DNSSEC_CONNECTIONS:
+        off = _row(rows, f"{DNSSEC_CASE} off", connections, None)
+        require = _row(rows, f"{DNSSEC_CASE} require", connections, None)
+        if off is None or require is None:
+            continue
+        ratio = require.milter_cpu_per_rcpt / off.milter_cpu_per_rcpt
+        lines.append(
+            f"| {connections} | {_us(off.milter_cpu_per_rcpt)} "
+            f"| {_us(require.milter_cpu_per_rcpt)} | {ratio:.2f} | {off.rate:,.0f} "
+            f"| {require.rate:,.0f} | {_ms(off.p99)} | {_ms(require.p99)} |"
         )
     return "\n".join(lines)
 
@@ -142,6 +163,11 @@ def milter_alone_section(alone: MilterAloneResults) -> str:
             "Cold cache against Knot's own answer time (target: p99 within 2 ms of it):",
             "",
             cold_gap_table(alone.rows),
+            "",
+            'DNSSEC: cold RCPTs against the zone signed, `dns.dnssec` "off" against '
+            '"require" (DO and AD on every query, RRSIGs in every answer), milter CPU per RCPT:',
+            "",
+            dnssec_cost_table(alone.rows),
             "",
             f"**Coalescing**: {coalescing['rcpts']:.0f} concurrent RCPTs for one uncached "
             f"domain → **{coalescing['queries_at_server']:.0f}** query at the DNS server "

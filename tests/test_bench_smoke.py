@@ -10,7 +10,14 @@ import pytest
 
 from c_milter import build_null_milter
 from knot import free_port
-from milter_alone import SMOKE, nullmx_answer, run_milter_alone, running_process
+from milter_alone import (
+    DNSSEC_CASE,
+    DNSSEC_CONNECTIONS,
+    SMOKE,
+    nullmx_answer,
+    run_milter_alone,
+    running_process,
+)
 from milter_load import run_load
 from report import BEGIN, END, postfix_section, render, stop_section, write_readme
 from stop_time import SOCKETS, STOP_SMOKE, run_stop_time
@@ -29,6 +36,9 @@ def test_harness_measures_and_writes_the_readme(tmp_path: Path) -> None:
     for connections in (1, 10, 50):
         for case in ("do-nothing C milter", "warm cache", "cold cache", "Knot alone (same names)"):
             assert (case, connections) in cases
+    for mode in ("off", "require"):
+        for connections in DNSSEC_CONNECTIONS:
+            assert (f"{DNSSEC_CASE} {mode}", connections) in cases
     assert all(row.rate > 0 and 0 < row.p50 <= row.p99 for row in results.rows)
     # Coalescing: many RCPTs for one uncached domain, one query at the DNS server.
     assert results.coalescing["queries_at_server"] == 1
@@ -43,6 +53,7 @@ def test_harness_measures_and_writes_the_readme(tmp_path: Path) -> None:
     text = readme.read_text()
     assert "STALE-TEXT" not in text
     assert "| warm cache | 10 |" in text
+    assert "CPU µs require | CPU ratio" in text
     assert text.endswith(f"{END}\n\nafter\n")
 
 

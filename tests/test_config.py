@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from nullmx_milter.config import Config, config_from_dict, load_config
+from nullmx_milter.dnssec import DnssecMode, ProbeQuery
 from nullmx_milter.endpoints import Nameserver, parse_nameserver
 from nullmx_milter.errors import ConfigError
 from nullmx_milter.policy import Mode, OnDnsError, SenderCheck
@@ -100,6 +101,17 @@ def test_full_config_is_read() -> None:
         pytest.param({"log": {"level": "loud"}}, "log.level", "one of", id="level"),
         pytest.param({"log": {"syslog": "yes"}}, "log.syslog", "true or false", id="syslog"),
         pytest.param({"policy": []}, "policy", "must be a table", id="not-table"),
+        pytest.param({"dns": {"dnssec": "on"}}, "dns.dnssec", "'require'", id="dnssec"),
+        pytest.param({"dns": {"dnssec_probe": "."}}, "dns.dnssec_probe", "TYPE:NAME", id="probe"),
+        pytest.param(
+            {"dns": {"dnssec_probe_interval": 0}}, "dns.dnssec_probe_interval", "> 0", id="every"
+        ),
+        pytest.param(
+            {"dns": {"dnssec": "require", "nameservers": ["127.0.0.1", "192.0.2.53"]}},
+            "dns.nameservers",
+            "must be a loopback address",
+            id="dnssec-remote-resolver",
+        ),
     ],
 )
 def test_errors_name_the_dotted_key(raw: dict[str, Any], key: str, problem: str) -> None:
@@ -129,3 +141,26 @@ def test_unreadable_and_malformed_files(tmp_path: Path) -> None:
 )
 def test_nameserver_forms(spec: str, expected: Nameserver) -> None:
     assert parse_nameserver(spec) == expected
+
+
+def test_dnssec_settings() -> None:
+    config = config_from_dict(
+        {
+            "dns": {
+                "nameservers": ["192.0.2.53", "[2001:db8::53]:5353"],
+                "dnssec": "require",
+                "resolver_path_trusted": True,
+                "dnssec_probe": "soa:example.org",
+                "dnssec_probe_interval": 60,
+            }
+        }
+    )
+    assert config.dns.dnssec is DnssecMode.REQUIRE
+    assert config.dns.resolver_path_trusted is True
+    assert config.dns.dnssec_probe == ProbeQuery("SOA", "example.org.")
+    assert config.dns.dnssec_probe_interval == 60.0
+    assert config_from_dict({"dns": {"dnssec_probe": ""}}).dns.dnssec_probe is None
+    loopback = config_from_dict({"dns": {"dnssec": "require", "nameservers": ["127.0.0.1:53"]}})
+    assert loopback.dns.dnssec is DnssecMode.REQUIRE
+    default = config_from_dict({})
+    assert (default.dns.dnssec, default.dns.dnssec_probe) == (DnssecMode.OFF, ProbeQuery("NS", "."))

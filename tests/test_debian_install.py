@@ -70,6 +70,8 @@ def sandbox(debian_base: Path, tmp_path: Path) -> Iterator[Sandbox]:
     shutil.rmtree(box.work, ignore_errors=True)
 
 
+# The first test also builds both packages and, on a fresh machine, the Debian root (~3 min).
+@pytest.mark.timeout(900)
 def test_autopkgtest_passes_with_the_package_installed_on_a_bare_debian(
     builds: Builds, sandbox: Sandbox
 ) -> None:
@@ -100,6 +102,7 @@ def run_upgrade_cycle(builds: Builds, sandbox: Sandbox) -> dict[str, Any]:
     return report
 
 
+@pytest.mark.timeout(900)
 def test_upgrade_keeps_the_admins_edit_and_purge_leaves_nothing_behind(
     builds: Builds, sandbox: Sandbox
 ) -> None:

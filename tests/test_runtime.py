@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
 
-from nullmx_milter.config import config_from_dict
+from nullmx_milter.address import parse_address
+from nullmx_milter.config import Config, DnsConfig, config_from_dict
+from nullmx_milter.dns_lookup import MxResolver
+from nullmx_milter.dnssec import DnssecMode
 from nullmx_milter.endpoints import Nameserver
+from nullmx_milter.errors import ConfigError
 from nullmx_milter.metrics import Metrics
 from nullmx_milter.mx import MxClass, MxLookup
-from nullmx_milter.policy import Mode, Verdict
+from nullmx_milter.policy import Mode, Role, Verdict
 from nullmx_milter.runtime import build_runtime, in_force, settings_needing_restart
 
 from fakes import TEST_VERSIONS, FakeSource
@@ -69,6 +74,7 @@ def test_a_reload_with_the_same_dns_settings_keeps_resolver_cache_and_health() -
     [
         pytest.param({"nameservers": ["127.0.0.2:53"]}, id="other-nameserver"),
         pytest.param({"nameservers": ["127.0.0.1:53"], "timeout": 1.5}, id="other-timeout"),
+        pytest.param({"nameservers": ["127.0.0.1:53"], "dnssec": "require"}, id="dnssec"),
     ],
 )
 def test_new_dns_settings_start_with_an_empty_cache(dns: dict[str, Any]) -> None:
@@ -155,3 +161,32 @@ def test_in_force_takes_everything_live_from_the_loaded_file() -> None:
     assert kept.cache.max_entries == 7
     assert kept.policy.allowlist == frozenset({"example.org"})
     assert kept.log.level == "warning"
+
+
+def test_dnssec_reaches_resolver_policy_and_probe() -> None:
+    config = config_from_dict(
+        {"dns": {"nameservers": ["127.0.0.1:53"], "dnssec": "require", "dnssec_probe": "soa:."}}
+    )
+    runtime = build_runtime(config, metrics())
+    assert isinstance(runtime.source, MxResolver)
+    assert runtime.source.dnssec is True
+    settings = runtime.probe_settings()
+    assert settings.active
+    assert (settings.mode, str(settings.query)) == (DnssecMode.REQUIRE, "soa:.")
+    lookup = MxLookup(MxClass.NULL_MX, 60.0, authenticated=False)
+    decision = runtime.policy.decide(parse_address("<a@b.example>"), lookup, Role.RECIPIENT)
+    assert decision.reason == "null_mx_unauthenticated"
+
+
+def test_dnssec_require_trusts_only_loopback_resolvers() -> None:
+    # The system resolver's addresses are only known when the runtime is built.
+    remote = Config(
+        dns=DnsConfig(nameservers=(Nameserver("192.0.2.53"),), dnssec=DnssecMode.REQUIRE)
+    )
+    with pytest.raises(ConfigError) as caught:
+        build_runtime(remote, metrics())
+    assert caught.value.key == "dns.nameservers"
+    trusted = dataclasses.replace(
+        remote, dns=dataclasses.replace(remote.dns, resolver_path_trusted=True)
+    )
+    assert build_runtime(trusted, metrics()).config is trusted

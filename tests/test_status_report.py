@@ -15,6 +15,8 @@ from prometheus_client import CollectorRegistry
 from nullmx_milter.cache import LookupCache
 from nullmx_milter.config import Config, load_config
 from nullmx_milter.dns_health import DnsHealth, DnsHealthSnapshot
+from nullmx_milter.dnssec import DnssecMode, ProbeState
+from nullmx_milter.dnssec_probe import DnssecStatus
 from nullmx_milter.domain_stats import DomainStats, TopDomains
 from nullmx_milter.metrics import Metrics, runtime_versions
 from nullmx_milter.mx import MxClass, MxLookup
@@ -142,6 +144,55 @@ def test_unhealthy_report_says_why_on_its_first_line() -> None:
     assert not report.healthy
     first = report.text().splitlines()[0]
     assert first.startswith("211-nullmx-milter 1.0.0: UNHEALTHY: DNS failing fast: 6 lookups")
+
+
+@pytest.mark.parametrize(
+    ("dnssec", "line", "problem"),
+    [
+        pytest.param(
+            DnssecStatus(DnssecMode.OFF, "", ProbeState.OFF), "dnssec: off", None, id="off"
+        ),
+        pytest.param(
+            DnssecStatus(DnssecMode.REQUIRE, "", ProbeState.OFF),
+            "dnssec: require; probe off",
+            None,
+            id="probe-off",
+        ),
+        pytest.param(
+            DnssecStatus(DnssecMode.REQUIRE, "ns:.", ProbeState.PENDING),
+            "dnssec: require; probe ns:. pending; last probed never",
+            None,
+            id="pending",
+        ),
+        pytest.param(
+            DnssecStatus(DnssecMode.REQUIRE, "ns:.", ProbeState.VALIDATING, "NOERROR, AD set", 4.0),
+            "dnssec: require; probe ns:. validating (NOERROR, AD set); last probed 4.0 s ago",
+            None,
+            id="validating",
+        ),
+        pytest.param(
+            DnssecStatus(
+                DnssecMode.REQUIRE, "ns:.", ProbeState.NOT_VALIDATING, "NOERROR, AD not set", 4.0
+            ),
+            "dnssec: require; probe ns:. not validating (NOERROR, AD not set);"
+            " last probed 4.0 s ago",
+            "DNSSEC validation unavailable: probe ns:. answered without AD",
+            id="not-validating",
+        ),
+    ],
+)
+def test_dnssec_line_and_health(dnssec: DnssecStatus, line: str, problem: str | None) -> None:
+    report = build_report(replace(facts(snapshot()), dnssec=dnssec))
+    assert f"211-{line}\n" in report.text()
+    document = json.loads(report.json())["dnssec"]
+    assert (document["mode"], document["probe_state"]) == (dnssec.mode.value, dnssec.state.value)
+    assert document["last_probed_age_seconds"] == dnssec.last_probed_age
+    if problem is None:
+        assert report.healthy
+    else:
+        assert report.problem is not None
+        assert report.problem.startswith(problem)
+        assert report.text().startswith(f"211-nullmx-milter 1.0.0: UNHEALTHY: {problem}")
 
 
 def test_long_lines_are_cut_to_fit_smtp() -> None:

@@ -9,6 +9,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from nullmx_milter.address import to_a_label
+from nullmx_milter.dnssec import (
+    DEFAULT_PROBE,
+    DEFAULT_PROBE_QUERY,
+    DnssecMode,
+    ProbeQuery,
+    parse_probe,
+    trust_problem,
+)
 from nullmx_milter.endpoints import Nameserver, check_listen, check_socket, parse_nameserver
 from nullmx_milter.errors import ConfigError, ReplyError
 from nullmx_milter.policy import Mode, OnDnsError, SenderCheck
@@ -39,7 +47,7 @@ DEFAULT_POLICY_SERVICE_TEMPFAIL_REPLY = (
 )
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
-EnumT = TypeVar("EnumT", Mode, OnDnsError, SenderCheck)
+EnumT = TypeVar("EnumT", Mode, OnDnsError, SenderCheck, DnssecMode)
 
 
 @dataclass(frozen=True)
@@ -61,6 +69,11 @@ class DnsConfig:
     timeout: float = 2.0
     fail_fast_after: int = 5
     probe_interval: float = 1.0
+    # README "DNSSEC": reject only on an authenticated null MX, from a trusted resolver.
+    dnssec: DnssecMode = DnssecMode.OFF
+    resolver_path_trusted: bool = False
+    dnssec_probe: ProbeQuery | None = DEFAULT_PROBE_QUERY
+    dnssec_probe_interval: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -268,9 +281,26 @@ def config_from_dict(raw: dict[str, Any]) -> Config:
         probe_interval=dns.number(
             "probe_interval", default.dns.probe_interval, 0.0, inclusive=False
         ),
+        dnssec=dns.choice("dnssec", default.dns.dnssec),
+        resolver_path_trusted=dns.flag("resolver_path_trusted", default.dns.resolver_path_trusted),
+        dnssec_probe=_checked(
+            dns.key("dnssec_probe"), parse_probe, dns.text("dnssec_probe", DEFAULT_PROBE)
+        ),
+        dnssec_probe_interval=dns.number(
+            "dnssec_probe_interval", default.dns.dnssec_probe_interval, 0.0, inclusive=False
+        ),
     )
     if dns_config.timeout > 30:
         raise ConfigError(dns.key("timeout"), "must be <= 30 (MTAs give a milter about 30 s)")
+    if servers:
+        # The system resolver's addresses are checked where the resolver is built.
+        problem = trust_problem(
+            dns_config.dnssec,
+            tuple(server.host for server in servers),
+            dns_config.resolver_path_trusted,
+        )
+        if problem:
+            raise ConfigError(dns.key("nameservers"), problem)
     dns.finish()
 
     cache = root.table("cache")

@@ -10,6 +10,7 @@ import signal
 import socket
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from prometheus_client import CollectorRegistry
 from nullmx_milter import __version__, sd_notify
 from nullmx_milter.config import Config
 from nullmx_milter.config_reload import ConfigReloader
+from nullmx_milter.dnssec_probe import DnssecProbe, DnssecProber, DnssecStatus, ProbeSettings
 from nullmx_milter.endpoints import check_inherited_listener, connect_target, inherited_fd
 from nullmx_milter.engine import NullMxEngine
 from nullmx_milter.http_server import MetricsServer
@@ -49,10 +51,18 @@ class Components:
 
     metrics: Metrics
     runtimes: RuntimeHolder
+    # Outlives reloads: it probes with whatever the runtime in force says.
+    dnssec_probe: DnssecProbe
 
     @property
     def config(self) -> Config:
         return self.runtimes.current.config
+
+    def probe_settings(self) -> ProbeSettings:
+        return self.runtimes.current.probe_settings()
+
+    def dnssec_status(self) -> DnssecStatus:
+        return self.dnssec_probe.status(self.probe_settings())
 
     @property
     def engine(self) -> NullMxEngine:
@@ -79,7 +89,7 @@ def build(
     )
     runtime = build_runtime(config, metrics, source=source, config_path=config_path)
     metrics.config_loaded(runtime.loaded_at)
-    return Components(metrics, RuntimeHolder(runtime))
+    return Components(metrics, RuntimeHolder(runtime), DnssecProbe(metrics))
 
 
 def configure_logging(config: Config, syslog_address: str = "/dev/log") -> None:
@@ -157,6 +167,16 @@ def _serve(config: Config, config_path: Path | None) -> int:
             log.error("cannot serve on milter.socket = %s: %s", config.milter.socket, error)
             return 1
     components = build(config, config_path=config_path)
+    prober = DnssecProber(components.dnssec_probe, components.probe_settings).start()
+    try:
+        return _serve_components(config, config_path, components, prober)
+    finally:
+        prober.stop()
+
+
+def _serve_components(
+    config: Config, config_path: Path | None, components: Components, prober: DnssecProber
+) -> int:
     # Unix sockets (libmilter's and the policy service's) are created with the process umask.
     os.umask(0o777 & ~config.milter.socket_mode)
     reloader = ConfigReloader(config_path, components.runtimes, components.metrics, set_log_level)
@@ -179,19 +199,21 @@ def _serve(config: Config, config_path: Path | None) -> int:
     # A backstop: the adapter catches its own errors; anything else must not bounce mail.
     Milter.set_exception_policy(Milter.CONTINUE)
     log.info(
-        "starting version=%s socket=%s policy_service=%s nameservers=%s timeout=%s mode=%s"
-        " metrics=%s config=%s",
+        "starting version=%s socket=%s policy_service=%s nameservers=%s timeout=%s dnssec=%s"
+        " mode=%s metrics=%s config=%s",
         __version__,
         config.milter.socket,
         config.policy_service.listen or "off",
         ",".join(runtimes.current.nameservers),
         config.dns.timeout,
+        config.dns.dnssec.value,
         config.policy.mode.value,
         config.metrics.listen or "off",
         config_path or "embedded defaults",
     )
     try:
-        return _serve_milter(config.milter.name, config.milter.socket, reloader)
+        # After a reload the probe asks again at once: the DNSSEC settings may have changed.
+        return _serve_milter(config.milter.name, config.milter.socket, reloader, prober.wake)
     finally:
         if policy_server is not None:
             policy_server.stop()
@@ -205,6 +227,7 @@ def status_source(components: Components, reloader: ConfigReloader | None = None
         components.runtimes,
         components.metrics,
         reload_status=(lambda: reloader.status) if reloader is not None else None,
+        dnssec=components.dnssec_status,
     )
 
 
@@ -231,7 +254,9 @@ def _start_policy_service(config: Config, components: Components) -> PolicyServe
     return server
 
 
-def _serve_milter(name: str, socket_spec: str, reloader: ConfigReloader) -> int:
+def _serve_milter(
+    name: str, socket_spec: str, reloader: ConfigReloader, reloaded: Callable[[], None]
+) -> int:
     """Open the socket, tell systemd READY=1, serve until a stop signal."""
     try:
         _register(name, socket_spec)
@@ -249,7 +274,7 @@ def _serve_milter(name: str, socket_spec: str, reloader: ConfigReloader) -> int:
     # The kernel queues connections from here on, so the MTA can connect.
     sd_notify.notify(sd_notify.READY)
     try:
-        if _wait_for_stop_signal(ended, reloader):
+        if _wait_for_stop_signal(ended, reloader, reloaded):
             _stop_libmilter(socket_spec, ended)
     finally:
         sd_notify.notify(sd_notify.STOPPING)
@@ -279,7 +304,9 @@ def _run_libmilter(socket_spec: str, outcome: list[int], ended: threading.Event)
         signal.pthread_kill(threading.main_thread().ident or 0, _RELOAD_SIGNAL)
 
 
-def _wait_for_stop_signal(ended: threading.Event, reloader: ConfigReloader) -> bool:
+def _wait_for_stop_signal(
+    ended: threading.Event, reloader: ConfigReloader, reloaded: Callable[[], None]
+) -> bool:
     """Reload on SIGUSR1 until a stop signal (True) or until libmilter ended itself (False).
 
     A signal sent to the process goes to the main thread first when it is waiting for it
@@ -295,7 +322,8 @@ def _wait_for_stop_signal(ended: threading.Event, reloader: ConfigReloader) -> b
             log.info("stopping on %s", signal.Signals(received).name)
             return True
         sd_notify.notify(sd_notify.RELOADING)
-        reloader.reload()
+        if reloader.reload():
+            reloaded()
         sd_notify.notify(sd_notify.READY)
 
 

@@ -11,11 +11,13 @@ import dns.exception
 import dns.flags
 import dns.message
 import dns.name
+import dns.rcode
 import dns.rdatatype
 import dns.rdtypes.ANY.MX
 import dns.resolver
 
 from nullmx_milter.dns_fast import FastMxQuery
+from nullmx_milter.dnssec import ProbeAnswer, ProbeQuery
 from nullmx_milter.endpoints import Nameserver
 from nullmx_milter.mx import MxClass, MxLookup, classify_exchanges
 
@@ -160,6 +162,30 @@ class MxResolver:
             chain_authenticated = chain_authenticated and result.authenticated
             qname = result.target
         return MxLookup(MxClass.ERROR, 0.0, "CNAME chain too long")
+
+    def probe(self, query: ProbeQuery) -> ProbeAnswer:
+        """Ask the configured servers `query` (DO and AD set with `dnssec`, as for MX) and
+        report whether the answer came back validated. Never raises for DNS trouble."""
+        try:
+            answer = self._resolver.resolve(
+                query.name, query.rdtype, search=False, raise_on_no_answer=False
+            )
+            response: dns.message.Message | None = answer.response
+        except dns.resolver.NXDOMAIN as error:
+            responses: dict[dns.name.Name, dns.message.Message] = error.kwargs["responses"]
+            response = next(iter(responses.values()), None)
+        except dns.resolver.NoNameservers as error:
+            return ProbeAnswer(False, False, _describe_errors(error)[1])
+        except dns.exception.DNSException as error:
+            return ProbeAnswer(False, False, f"{type(error).__name__}: {error}")
+        if response is None:
+            return ProbeAnswer(False, False, "no response")
+        authenticated = bool(response.flags & dns.flags.AD)
+        return ProbeAnswer(
+            True,
+            authenticated,
+            f"{dns.rcode.to_text(response.rcode())}, AD {'set' if authenticated else 'not set'}",
+        )
 
     def _compact(self, lookup: MxLookup, domain: str) -> MxLookup:
         """The same lookup made of shared parts (canonical_name "" without a CNAME), so

@@ -9,7 +9,7 @@ from nullmx_milter.address import AddressKind, parse_address
 from nullmx_milter.lookup_service import MxLookupService
 from nullmx_milter.metrics import Metrics
 from nullmx_milter.mx import MxClass
-from nullmx_milter.policy import Decision, NullMxPolicy, Role, Verdict
+from nullmx_milter.policy import NULL_MX_UNAUTHENTICATED, Decision, NullMxPolicy, Role, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,8 @@ class NullMxEngine:
         if decision is None:
             lookup = self._lookups.lookup(address.domain)
             decision = self.policy.decide(address, lookup, role)
+            if decision.reason == NULL_MX_UNAUTHENTICATED:
+                self._metrics.count_unauthenticated_null_mx(role)
         return decision
 
 
@@ -61,7 +63,10 @@ def log_decision(
     notable = (
         decision.verdict not in (Verdict.ACCEPTED, Verdict.SKIPPED)
         or decision.address.kind is AddressKind.INVALID
-        or (lookup is not None and (lookup.mx_class is MxClass.MIXED or lookup.mx_class.is_failure))
+        or (
+            lookup is not None
+            and (lookup.mx_class in (MxClass.MIXED, MxClass.NULL_MX) or lookup.mx_class.is_failure)
+        )
     )
     level = logging.INFO if notable else logging.DEBUG
     if not log.isEnabledFor(level):

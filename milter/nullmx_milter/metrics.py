@@ -9,9 +9,10 @@ import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from nullmx_milter import __version__
+from nullmx_milter.dnssec import ProbeState
 from nullmx_milter.header_check import HeaderVerdict
 from nullmx_milter.mx import MxClass
-from nullmx_milter.policy import Verdict
+from nullmx_milter.policy import Role, Verdict
 from nullmx_milter.reply import (
     DNS_TEMPFAIL_CODES,
     NULL_MX_RECIPIENT_CODES,
@@ -125,6 +126,21 @@ class Metrics:
             registry=registry,
         )
         self._errors = {stage: errors.labels(stage) for stage in CALLBACK_STAGES}
+        unauthenticated = Counter(
+            "nullmx_null_mx_unauthenticated",
+            "Null MX answers accepted because they were not DNSSEC-authenticated"
+            ' (dns.dnssec = "require"), by role.',
+            ["role"],
+            registry=registry,
+        )
+        self._unauthenticated = {role: unauthenticated.labels(role.value) for role in Role}
+        probe_state = Gauge(
+            "nullmx_dnssec_probe_state",
+            "The DNSSEC validation probe's last result: 1 for the current state, 0 for the others.",
+            ["state"],
+            registry=registry,
+        )
+        self._probe_state = {state: probe_state.labels(state.value) for state in ProbeState}
         # Named as Prometheus names its own (prometheus_config_last_reload_successful, ...).
         self._reload_successful = Gauge(
             "nullmx_config_last_reload_successful",
@@ -207,6 +223,13 @@ class Metrics:
 
     def track_cache_size(self, size: Callable[[], float]) -> None:
         self._cache_entries.set_function(size)
+
+    def count_unauthenticated_null_mx(self, role: Role) -> None:
+        self._unauthenticated[role].inc()
+
+    def set_dnssec_probe_state(self, current: ProbeState) -> None:
+        for state, gauge in self._probe_state.items():
+            gauge.set(1 if state is current else 0)
 
     def connection_opened(self) -> None:
         self._connections.inc()

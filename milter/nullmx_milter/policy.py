@@ -6,8 +6,12 @@ import enum
 from dataclasses import dataclass
 
 from nullmx_milter.address import AddressKind, ParsedAddress
+from nullmx_milter.dnssec import DnssecMode
 from nullmx_milter.mx import MxClass, MxLookup
 from nullmx_milter.reply import Reply, ReplyTemplate
+
+# The reason of a null MX let through because DNSSEC did not authenticate it.
+NULL_MX_UNAUTHENTICATED = "null_mx_unauthenticated"
 
 
 class Role(enum.Enum):
@@ -70,7 +74,11 @@ class ReplyTemplates:
 
 
 class NullMxPolicy:
-    """RFC 7505 policy: reject null-MX domains, never reject on doubt."""
+    """RFC 7505 policy: reject null-MX domains, never reject on doubt.
+
+    Under `dnssec = DnssecMode.REQUIRE` a null MX counts only when DNSSEC authenticated it
+    (`MxLookup.authenticated`); an unauthenticated one is accepted with its own reason.
+    """
 
     def __init__(
         self,
@@ -79,6 +87,8 @@ class NullMxPolicy:
         sender_check: SenderCheck,
         allowlist: frozenset[str],
         templates: ReplyTemplates,
+        *,
+        dnssec: DnssecMode = DnssecMode.OFF,
     ) -> None:
         self._enforce = {
             Role.RECIPIENT: mode is Mode.ENFORCE,
@@ -89,6 +99,7 @@ class NullMxPolicy:
         self._allowlist = allowlist
         self._templates = {Role.RECIPIENT: templates.recipient, Role.SENDER: templates.sender}
         self._tempfail = templates.tempfail
+        self._require_authenticated = dnssec is DnssecMode.REQUIRE
 
     def is_allowlisted(self, domain: str) -> bool:
         """Whether `domain` or a parent domain is on the allowlist."""
@@ -119,6 +130,8 @@ class NullMxPolicy:
         """The decision for a looked-up domain."""
         mx_class = lookup.mx_class
         if mx_class is MxClass.NULL_MX:
+            if self._require_authenticated and not lookup.authenticated:
+                return Decision(Verdict.ACCEPTED, NULL_MX_UNAUTHENTICATED, address, lookup=lookup)
             if not self._enforce[role]:
                 return Decision(Verdict.WOULD_REJECT, "null_mx", address, lookup=lookup)
             reply = self._templates[role].render(address.mailbox, address.domain)

@@ -12,7 +12,10 @@ from nullmx_milter.cache import CacheLimits, LookupCache
 from nullmx_milter.config import Config, DnsConfig, PolicyServiceConfig, RepliesConfig
 from nullmx_milter.dns_health import DnsHealth
 from nullmx_milter.dns_lookup import MxResolver
+from nullmx_milter.dnssec import DnssecMode, trust_problem
+from nullmx_milter.dnssec_probe import ProbeSettings
 from nullmx_milter.engine import NullMxEngine
+from nullmx_milter.errors import ConfigError
 from nullmx_milter.lookup_service import MxLookupService, MxSource
 from nullmx_milter.metrics import Metrics
 from nullmx_milter.policy import NullMxPolicy, ReplyTemplates, SenderCheck
@@ -45,6 +48,12 @@ class Runtime:
     @property
     def policy(self) -> NullMxPolicy:
         return self.engine.policy
+
+    def probe_settings(self) -> ProbeSettings:
+        """What the DNSSEC validation probe asks (through this runtime's resolver), how often."""
+        dns = self.config.dns
+        resolver = self.source if isinstance(self.source, MxResolver) else None
+        return ProbeSettings(dns.dnssec, dns.dnssec_probe, dns.dnssec_probe_interval, resolver)
 
 
 class RuntimeHolder:
@@ -94,6 +103,7 @@ def build_runtime(
     the DNS resolver as the MX source (tests use a fake).
     """
     dns = config.dns
+    check_dns_trust(config)
     limits = cache_limits(config)
     if previous is not None and _lookup_settings(previous.config.dns) == _lookup_settings(dns):
         source = source or previous.source
@@ -101,7 +111,9 @@ def build_runtime(
         cache.configure(limits)
         health.configure(dns.fail_fast_after, dns.probe_interval)
     else:
-        source = source or MxResolver(dns.nameservers, dns.timeout)
+        source = source or MxResolver(
+            dns.nameservers, dns.timeout, dnssec=dns.dnssec is DnssecMode.REQUIRE
+        )
         cache = LookupCache(limits.max_entries, limits.min_ttl, limits.max_ttl, limits.failure_ttl)
         health = DnsHealth(dns.fail_fast_after, dns.probe_interval)
     policy_config = config.policy
@@ -111,6 +123,7 @@ def build_runtime(
         policy_config.sender_null_mx,
         policy_config.allowlist,
         recipient_templates(policy_config.replies),
+        dnssec=dns.dnssec,
     )
     lookups = MxLookupService(source, cache, health, metrics)
     return Runtime(
@@ -127,7 +140,18 @@ def build_runtime(
 
 
 def _lookup_settings(dns: DnsConfig) -> tuple[object, ...]:
-    return (dns.nameservers, dns.timeout)
+    # dnssec too: its queries differ, and so do the cached lookups' authenticated flags.
+    return (dns.nameservers, dns.timeout, dns.dnssec)
+
+
+def check_dns_trust(config: Config) -> None:
+    """Raise ConfigError naming dns.nameservers when the AD bit cannot be trusted from the
+    resolvers `config` uses (README "DNSSEC"); reads /etc/resolv.conf when none is set."""
+    dns = config.dns
+    configured = tuple(server.host for server in dns.nameservers)
+    problem = trust_problem(dns.dnssec, configured, dns.resolver_path_trusted)
+    if problem:
+        raise ConfigError("dns.nameservers", problem)
 
 
 # Settings bound to an open socket or to the log handlers set up at start: a reload reports

@@ -11,6 +11,8 @@ from typing import Any
 from nullmx_milter import __version__
 from nullmx_milter.config_reload import ReloadStatus
 from nullmx_milter.dns_health import DnsHealthSnapshot
+from nullmx_milter.dnssec import DnssecMode, ProbeState
+from nullmx_milter.dnssec_probe import DnssecStatus
 from nullmx_milter.domain_stats import DomainStats, TopDomains
 from nullmx_milter.metrics import Metrics
 from nullmx_milter.runtime import RuntimeHolder
@@ -24,6 +26,7 @@ STATUS_CODE = "211"
 MIN_RECENT_LOOKUPS = 5
 FAILURE_RATIO_LIMIT = 0.5
 SUCCESS_GRACE = 60.0
+DNSSEC_OFF = DnssecStatus(DnssecMode.OFF, "", ProbeState.OFF)
 # RFC 5321 §4.5.3.1.5: 512 octets per reply line, CRLF included.
 _MAX_LINE = 510
 
@@ -66,6 +69,7 @@ class StatusFacts:
     recipients: Mapping[str, float]
     policy_service: str = ""
     frontend_replies: Mapping[tuple[str, str, str], float] = field(default_factory=dict)
+    dnssec: DnssecStatus = field(default_factory=lambda: DNSSEC_OFF)
     config_path: str = ""
     # Unix time the config in force was loaded; the clock is the wall clock's.
     config_loaded_at: float = 0.0
@@ -104,7 +108,8 @@ class StatusReport:
 
 def build_report(facts: StatusFacts) -> StatusReport:
     """Judge and render `facts`."""
-    problem = dns_problem(facts.dns)
+    problems = [found for found in (dns_problem(facts.dns), facts.dnssec.problem) if found]
+    problem = "; ".join(problems) if problems else None
     version = facts.versions.get("version", __version__)
     others = ", ".join(
         f"{name} {value}" for name, value in facts.versions.items() if name != "version"
@@ -132,6 +137,7 @@ def build_report(facts: StatusFacts) -> StatusReport:
         f"{round(dns.recent_failure_ratio * dns.recent_lookups)} of {dns.recent_lookups} "
         f"({dns.recent_failure_ratio:.0%}); mean latency {dns.recent_mean_latency * 1000:.1f} ms; "
         f"timeouts in a row {dns.consecutive_timeouts}",
+        _dnssec_line(facts.dnssec),
         f"cache: {facts.cache_entries} of {facts.cache_max_entries} entries; {cache_counts}"
         f" (hit ratio {hits / served if served else 0.0:.1%})",
         "replies: "
@@ -216,6 +222,13 @@ def _document(facts: StatusFacts, problem: str | None, version: str) -> dict[str
             "consecutive_timeouts": dns.consecutive_timeouts,
             "failing_fast": dns.failing_fast,
         },
+        "dnssec": {
+            "mode": facts.dnssec.mode.value,
+            "probe": facts.dnssec.probe or None,
+            "probe_state": facts.dnssec.state.value,
+            "probe_detail": facts.dnssec.detail or None,
+            "last_probed_age_seconds": facts.dnssec.last_probed_age,
+        },
         "cache": {
             "entries": facts.cache_entries,
             "max_entries": facts.cache_max_entries,
@@ -253,6 +266,7 @@ class StatusSource:
         reload_status: Callable[[], ReloadStatus] | None = None,
         domains: DomainStats | None = None,
         top_domains: Callable[[], int] = lambda: 10,
+        dnssec: Callable[[], DnssecStatus] = lambda: DNSSEC_OFF,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
@@ -262,6 +276,7 @@ class StatusSource:
         self._domains = domains
         # Read per report, so that a reload changes it.
         self._top_domains = top_domains
+        self._dnssec = dnssec
         self._clock = clock
         self._wall_clock = wall_clock
         self._started = clock()
@@ -283,6 +298,7 @@ class StatusSource:
             recipients=self._metrics.recipient_counts(),
             policy_service=config.policy_service.listen,
             frontend_replies=self._metrics.frontend_reply_counts(),
+            dnssec=self._dnssec(),
             config_path=str(runtime.config_path or ""),
             config_loaded_at=runtime.loaded_at,
             now=self._wall_clock(),
@@ -300,6 +316,19 @@ class StatusSource:
 
     def report(self) -> StatusReport:
         return build_report(self.facts())
+
+
+def _dnssec_line(status: DnssecStatus) -> str:
+    """`dnssec: MODE; probe QUERY STATE (DETAIL) AGE ago`."""
+    line = f"dnssec: {status.mode.value}"
+    if status.mode is DnssecMode.OFF:
+        return line
+    if not status.probe:
+        return f"{line}; probe off"
+    line = f"{line}; probe {status.probe} {status.state.value.replace('_', ' ')}"
+    if status.detail:
+        line = f"{line} ({status.detail})"
+    return f"{line}; last probed {_ago(status.last_probed_age)}"
 
 
 def _fit(line: str) -> str:
