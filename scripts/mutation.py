@@ -43,7 +43,7 @@ TESTS = (
     "test_policy_decisions.py", "test_reply.py", "test_cache.py", "test_cache_bounds.py",
     "test_config.py", "test_config_validation.py", "test_dns_fast.py", "test_dns_fast_parse.py",
     "test_dns_health.py", "test_engine_log.py", "test_lookup_service.py", "test_metrics.py",
-    "test_milter_adapter.py", "test_policy_service.py",
+    "test_milter_adapter.py", "test_policy_service.py", "test_endpoints.py",
 )  # fmt: skip
 PYTEST_ARGS = ("-m", "not integration and not mta", "-p", "no:cacheprovider", "-q")
 # Files the selected tests read besides the package and tests/.
