@@ -74,7 +74,9 @@ def test_nameserver_text() -> None:
 
 
 @pytest.mark.parametrize(
-    "spec", ["inet:1@127.0.0.1", "inet6:65535@[::1]", "unix:/run/a.sock", "local:/a", "fd:3"]
+    "spec",
+    ["inet:1@127.0.0.1", "inet6:65535@[::1]", "unix:/run/a.sock", "local:/a", "fd:3"],
+    ids=["inet", "inet6", "unix", "local", "fd"],
 )
 def test_socket_specs_that_pass(spec: str) -> None:
     assert check_socket(spec) == spec
@@ -88,7 +90,9 @@ def test_socket_specs_that_pass(spec: str) -> None:
         pytest.param("unix:a.sock", "a unix socket needs an absolute path", id="relative"),
         pytest.param("local:", "a unix socket needs an absolute path", id="empty-path"),
         pytest.param(
-            "inet:25@", "'inet:25@' is not inet:PORT@HOST, inet6:PORT@HOST, unix:/path or fd:N"
+            "inet:25@",
+            "'inet:25@' is not inet:PORT@HOST, inet6:PORT@HOST, unix:/path or fd:N",
+            id="no-host",
         ),
         pytest.param(
             "fd:x", "'fd:x' is not inet:PORT@HOST, inet6:PORT@HOST, unix:/path or fd:N", id="fd-x"

@@ -171,12 +171,18 @@ def test_limits_that_pass() -> None:
 @pytest.mark.parametrize(
     ("lines", "message"),
     [
-        pytest.param(("a{",), "template line 'a{': Single '{' encountered in format string"),
         pytest.param(
-            ("{0}",), "unknown template field {0}; use {address}, {domain} or {suggestion}"
+            ("a{",), "template line 'a{': Single '{' encountered in format string", id="brace"
         ),
         pytest.param(
-            ("caf\u00e9 {domain}",), "template text must be printable ASCII: 'café {domain}'"
+            ("{0}",),
+            "unknown template field {0}; use {address}, {domain} or {suggestion}",
+            id="field",
+        ),
+        pytest.param(
+            ("caf\u00e9 {domain}",),
+            "template text must be printable ASCII: 'café {domain}'",
+            id="non-ascii",
         ),
     ],
 )
