@@ -99,9 +99,9 @@ def reloads(stack: MtaStack, milter: MilterDaemon, result: str) -> float:
 
 
 def modes_possible(history: list[tuple[float, str]], session: Session) -> set[str]:
-    """The modes a connection opened during `session`'s start may have: each in force
-    between its start and its greeting, and the one before a reload until SWITCH_BOUND
-    after that reload's signal. `history`: (signal time, mode in force after it)."""
+    """The modes `session`'s milter connection (opened between the session's start and its
+    greeting) may have had: each mode in force in that span, and the one before a reload
+    until SWITCH_BOUND after that reload's signal. `history`: (signal time, mode after)."""
     end = session.greeted if session.greeted is not None else session.started
     possible: set[str] = set()
     for index, (signalled, mode) in enumerate(history):
