@@ -47,6 +47,10 @@ class MxLookupService:
         self._pending: dict[str, _Pending] = {}
         metrics.track_cache_size(lambda: len(cache))
 
+    def cached(self, domain: str) -> MxLookup | None:
+        """What the cache holds for `domain`, if anything; no query, nothing counted."""
+        return self._cache.get(domain)
+
     def lookup(self, domain: str) -> MxLookup:
         """Classify `domain`; never blocks much longer than the DNS timeout."""
         started = time.perf_counter()
