@@ -71,3 +71,15 @@ def test_run_names_a_policy_socket_it_cannot_open(tmp_path: Path) -> None:
     result = run("run", "--allow-root", "--config", str(config))
     assert result.returncode == 1
     assert "cannot serve the policy service on unix:" in result.stderr
+
+
+@pytest.mark.integration
+def test_check_shows_the_suggestion(knot: KnotServer, tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(f'[dns]\nnameservers = ["{knot.nameserver}"]\n')
+    result = run("check", "--config", str(config), "jane@gmial.com", "a@null.test")
+    assert result.returncode == 0
+    gmial, null = result.stdout.split("\n\n")
+    assert "suggest:  jane@gmail.com (1 edit)" in gmial
+    assert "          556-5.1.10 Did you mean <jane@gmail.com>?" in gmial
+    assert "suggest:  none (none)" in null

@@ -70,6 +70,14 @@ def _describe(argument: str, decision: Decision) -> list[str]:
             lines.append(f"cname:    {lookup.canonical_name}")
         lines.append(f"class:    {lookup.mx_class.value}")
     lines.append(f"verdict:  {decision.verdict.value} ({decision.reason})")
+    suggestion = decision.suggestion
+    if suggestion is not None:
+        lines.append(
+            f"suggest:  {decision.suggested} ({suggestion.distance} edit"
+            f"{'' if suggestion.distance == 1 else 's'})"
+            if decision.suggested
+            else f"suggest:  none ({suggestion.outcome.value})"
+        )
     if decision.reply is not None:
         wire = decision.reply.wire_lines()
         lines.append(f"reply:    {wire[0]}")
