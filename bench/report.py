@@ -74,11 +74,13 @@ def cold_gap_table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def render(alone: MilterAloneResults | None, postfix: str = "") -> str:
+def render(alone: MilterAloneResults | None, postfix: str = "", suggest: str = "") -> str:
     """The whole generated block: the machine, then each part that ran."""
     parts = [machine()]
     if postfix:
         parts += ["", postfix]
+    if suggest:
+        parts += ["", suggest]
     if alone is not None:
         parts += ["", milter_alone_section(alone)]
     return "\n".join(parts)
