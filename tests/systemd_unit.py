@@ -13,6 +13,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 SERVICE = REPO / "systemd" / "nullmx-milter.service"
+SOCKET = REPO / "systemd" / "nullmx-milter.socket"
 
 
 @dataclass(frozen=True)

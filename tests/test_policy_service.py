@@ -10,7 +10,12 @@ import pytest
 
 from nullmx_milter.config import PolicyServiceConfig
 from nullmx_milter.policy import Mode, OnDnsError, SenderCheck
-from nullmx_milter.policy_service import MAX_LINE_OCTETS, PolicyResponder, PolicyServer
+from nullmx_milter.policy_service import (
+    MAX_LINE_OCTETS,
+    PolicyResponder,
+    PolicyServer,
+    exim_action_for,
+)
 
 from conftest import StartDaemon
 from daemon_process import MilterDaemon
@@ -68,6 +73,79 @@ def test_tempfail_dry_run_and_sender() -> None:
         "550 5.7.27 "
     )
     assert sender.respond(request(sender="", recipient="u@real.example")) == "DUNNO"
+
+
+def exim_request(**attributes: str) -> dict[str, str]:
+    return request(reply_format="exim", **attributes)
+
+
+def test_exim_gets_the_milters_whole_reply_tab_separated() -> None:
+    engine, metrics = fake_engine()
+    service = PolicyResponder(engine, metrics, PolicyServiceConfig().replies())
+    action = service.respond(exim_request(recipient="u@null.example"))
+    assert action == (
+        "556 5.1.10 <u@null.example>: Recipient address rejected: null.example does not accept"
+        " mail\tnull.example publishes a null MX record (RFC 7505): it has declared that it"
+        " receives no email\tCheck the address for a typo, or reach the recipient another way"
+    )
+    milter_reply = engine.check_recipient("u@null.example").reply
+    assert milter_reply is not None
+    assert action == exim_action_for(milter_reply)
+    exim = {"frontend": "exim", "code": "556", "enhanced": "5.1.10"}
+    policy = {**exim, "frontend": "policy"}
+    assert metrics.registry.get_sample_value("nullmx_frontend_replies_total", exim) == 1
+    assert metrics.registry.get_sample_value("nullmx_frontend_replies_total", policy) == 0
+
+
+@pytest.mark.parametrize(
+    ("attributes", "start"),
+    [
+        pytest.param(exim_request(recipient="u@real.example"), "DUNNO", id="real"),
+        pytest.param(exim_request(recipient="u@broken.example"), "451 4.4.3 <u@", id="tempfail"),
+        pytest.param(
+            {"protocol_state": "MAIL", "reply_format": "exim", "sender": "b@null.example"},
+            "550 5.7.27 <b@null.example>: Sender address rejected: ",
+            id="sender",
+        ),
+        pytest.param(
+            exim_request(recipient="u@null.example", sender="b@real.example"),
+            "556 5.1.10 <u@null.example>: ",
+            id="sender-ok-recipient-null",
+        ),
+    ],
+)
+def test_exim_tempfail_and_sender(attributes: dict[str, str], start: str) -> None:
+    service = responder(on_dns_error=OnDnsError.TEMPFAIL, sender=SenderCheck.REJECT)
+    assert service.respond(attributes).startswith(start)
+
+
+def test_exim_dry_run_is_a_warning() -> None:
+    action = responder(mode=Mode.DRY_RUN).respond(exim_request(recipient="u@null.example"))
+    assert action == "WARN nullmx-milter dry-run: null.example publishes a null MX record"
+
+
+@pytest.mark.parametrize("value", ["", "postfix", "EXIM", "exim "])
+def test_other_reply_formats_get_postfix_answers(value: str) -> None:
+    attributes = request(recipient="u@null.example", reply_format=value)
+    assert responder().respond(attributes) == responder().respond(
+        request(recipient="u@null.example")
+    )
+
+
+@pytest.mark.parametrize(
+    "recipient",
+    [
+        pytest.param('"a\tb\rc\x00d%e{f}$g\\nh"@null.example', id="controls-and-syntax"),
+        pytest.param('"' + "\t" * 300 + '"@null.example', id="long-tabs"),
+        pytest.param('"u\u2028v%"@null.example', id="unicode-separator-and-percent"),
+    ],
+)
+def test_exim_answer_cannot_split_where_it_should_not(recipient: str) -> None:
+    action = responder().respond(exim_request(recipient=recipient))
+    # Three template lines, so exactly two separators; one line; printable ASCII.
+    assert action.count("\t") == 2, action
+    assert action.replace("\t", " ").isprintable() and action.isascii(), action
+    assert "%%" not in action
 
 
 @pytest.fixture

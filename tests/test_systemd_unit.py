@@ -1,4 +1,4 @@
-"""The shipped systemd unit, sysusers, tmpfiles and production config: checked statically."""
+"""The shipped systemd units, sysusers, tmpfiles and production config: checked statically."""
 
 from __future__ import annotations
 
@@ -14,20 +14,23 @@ from nullmx_milter.config import Config, MilterConfig, load_config
 from daemon_process import CONSOLE_SCRIPT, MilterDaemon
 from knot import KnotServer
 from milter_client import MilterClient
-from systemd_unit import REPO, SERVICE, Unit
+from systemd_unit import REPO, SERVICE, SOCKET, Unit
 
 PRODUCTION_CONFIG = REPO / "systemd" / "nullmx-milter.toml"
 SYSUSERS = REPO / "systemd" / "nullmx-milter.sysusers"
 TMPFILES = REPO / "systemd" / "nullmx-milter.tmpfiles"
 
 
-def test_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
+def test_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
     # verify wants ExecStart's binary to exist: point it at the console script under test.
-    # (The man page check runs against the Debian package, which installs one.)
-    unit = tmp_path / SERVICE.name
-    unit.write_text(SERVICE.read_text().replace("/usr/bin/nullmx-milter", CONSOLE_SCRIPT))
+    # (The man page check runs against the Debian package, which installs one.) The socket
+    # unit is verified next to the service it activates.
+    service = tmp_path / SERVICE.name
+    service.write_text(SERVICE.read_text().replace("/usr/bin/nullmx-milter", CONSOLE_SCRIPT))
+    socket = tmp_path / SOCKET.name
+    socket.write_text(SOCKET.read_text())
     result = subprocess.run(
-        ["systemd-analyze", "verify", "--man=no", str(unit)],
+        ["systemd-analyze", "verify", "--man=no", str(service), str(socket)],
         capture_output=True,
         text=True,
         check=False,
@@ -46,6 +49,10 @@ def test_unit_is_rated_ok_or_better_by_systemd_analyze_security() -> None:
     assert match, result.stdout
     print(f"systemd-analyze security: {match.group(1)} {match.group(2)}")
     assert match.group(2) in ("SAFE", "OK"), result.stdout
+    # `security` rates the sandbox of the processes a unit runs; the socket unit runs none
+    # (systemd itself listens), so the service's rating covers both.
+    exec_settings = [key for _sec, key, _value in Unit.parse(SOCKET).settings if "Exec" in key]
+    assert exec_settings == []
 
 
 def test_unit_runs_unprivileged_notifies_and_restarts() -> None:
@@ -63,6 +70,25 @@ def test_unit_runs_unprivileged_notifies_and_restarts() -> None:
     assert argv[1] == "run"
     assert "--allow-root" not in argv
     assert argv[argv.index("--config") + 1] == "/etc/nullmx-milter/nullmx-milter.toml"
+    # The daemon reloads on SIGUSR1; SIGHUP would stop it (libmilter's).
+    assert unit.value("ExecReload") == "/bin/kill -USR1 $MAINPID"
+
+
+def test_socket_unit_listens_where_the_plain_setup_would_for_postfix_only() -> None:
+    """Same path, owner and mode as the socket the daemon opens itself in the plain setup,
+    so that Postfix's main.cf and the tmpfiles directory serve both setups."""
+    service, socket = Unit.parse(SERVICE), Unit.parse(SOCKET)
+    assert SOCKET.stem == SERVICE.stem, "a service inherits the sockets of its namesake"
+    # No Sockets= in the service: it would pull the socket unit into the plain setup too.
+    assert service.values("Sockets") == []
+    configured = load_config(PRODUCTION_CONFIG).milter.socket
+    assert socket.value("ListenStream", "Socket") == configured.removeprefix("unix:")
+    assert socket.value("SocketUser", "Socket") == service.value("User")
+    entries = [line.split() for line in TMPFILES.read_text().splitlines() if line[:1] == "d"]
+    assert socket.value("SocketGroup", "Socket") == entries[0][4] == "postfix"
+    assert socket.value("SocketMode", "Socket") == "0660"
+    assert socket.value("Accept", "Socket") == "no"
+    assert socket.value("WantedBy", "Install") == "sockets.target"
 
 
 def test_sysusers_tmpfiles_config_and_unit_agree() -> None:
@@ -73,7 +99,7 @@ def test_sysusers_tmpfiles_config_and_unit_agree() -> None:
     socket = load_config(PRODUCTION_CONFIG).milter.socket
     assert socket.startswith("unix:/var/spool/postfix/")
     directory = str(Path(socket.removeprefix("unix:")).parent)
-    assert unit.value("ReadWritePaths") == directory
+    assert unit.value("ReadWritePaths") == f"-{directory}"
     entries = [line.split() for line in TMPFILES.read_text().splitlines() if line[:1] == "d"]
     assert entries == [["d", directory, "2750", user, "postfix", "-"]]
     # The setgid directory gives the socket group postfix; the umask leaves it rw for the

@@ -18,7 +18,8 @@ from nullmx_milter.suggest import SuggestionOutcome
 # Every reply the engine can build; codes are fixed, only the text is configurable.
 REPLY_CODES = (("556", "5.1.10"), ("550", "5.7.27"), ("451", "4.4.3"))
 CALLBACK_STAGES = ("envfrom", "envrcpt", "header", "eoh", "policy")
-FRONTENDS = ("milter", "policy")
+# "exim": policy-service requests with reply_format=exim (config/exim/).
+FRONTENDS = ("milter", "policy", "exim")
 POLICY_REQUEST_RESULTS = ("ok", "malformed")
 CACHE_RESULTS = ("hit", "miss", "coalesced")
 LATENCY_BUCKETS = (
@@ -42,7 +43,7 @@ class Metrics:
         self._reply_family = replies
         frontend_replies = Counter(
             "nullmx_frontend_replies",
-            "SMTP replies emitted, by front end (milter, policy), reply code and enhanced code.",
+            "SMTP replies emitted, by front end (milter, policy, exim), code and enhanced code.",
             ["frontend", "code", "enhanced"],
             registry=registry,
         )
@@ -54,7 +55,7 @@ class Metrics:
         }
         policy_requests = Counter(
             "nullmx_policy_requests",
-            "Postfix policy service requests, by result (malformed ones are answered DUNNO).",
+            "Policy service requests (Postfix, Exim), by result (malformed ones get DUNNO).",
             ["result"],
             registry=registry,
         )
@@ -142,7 +143,7 @@ class Metrics:
         self.registry = registry
 
     def count_reply(self, reply: Reply, frontend: str) -> None:
-        """One SMTP reply was sent to the MTA by `frontend` ("milter" or "policy")."""
+        """One SMTP reply was sent to the MTA by `frontend` (one of FRONTENDS)."""
         self._replies[(reply.code, reply.enhanced)].inc()
         self._frontend_replies[(frontend, reply.code, reply.enhanced)].inc()
 

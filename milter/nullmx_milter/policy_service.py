@@ -1,4 +1,9 @@
-"""The Postfix policy delegation front end (check_policy_service): attributes in, action out."""
+"""The Postfix policy delegation front end (check_policy_service): attributes in, action out.
+
+Exim speaks the same protocol from an ACL (`${readsocket}`, config/exim/) and adds the request
+attribute `reply_format=exim`: the answer then carries the milter's whole multi-line reply,
+its lines separated by a TAB for the ACL to turn into newlines.
+"""
 
 from __future__ import annotations
 
@@ -23,6 +28,11 @@ log = logging.getLogger(__name__)
 MAX_LINE_OCTETS = 8192
 MAX_ATTRIBUTES = 256
 DUNNO = "DUNNO"
+# The request attribute that asks for Exim's form of the answer; absent, Postfix's.
+REPLY_FORMAT = "reply_format"
+EXIM_FORMAT = "exim"
+# Reply lines are printable ASCII (reply.Reply checks it), so a TAB can only be a separator.
+EXIM_LINE_SEPARATOR = "\t"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +50,13 @@ def action_for(reply: Reply) -> str:
     return f"{reply.code} {reply.enhanced} {reply.lines[0].replace('%%', '%')}"
 
 
+def exim_action_for(reply: Reply) -> str:
+    """`556 5.1.10 line<TAB>line<TAB>line`: Exim's `message =` wants the code once and one
+    line per newline, and repeats code and enhanced code on every line itself."""
+    text = EXIM_LINE_SEPARATOR.join(line.replace("%%", "%") for line in reply.lines)
+    return f"{reply.code} {reply.enhanced} {text}"
+
+
 class PolicyResponder:
     """Turns one policy request into one action, through the shared engine."""
 
@@ -48,8 +65,12 @@ class PolicyResponder:
         self._metrics = metrics
         self._replies = replies
 
-    def _render(self, decision: Decision, role: Role) -> str:
+    def _render(self, decision: Decision, role: Role, exim: bool) -> str:
         address = decision.address
+        if exim and decision.reply is not None:
+            # The reply the milter would send, from the [policy.replies] templates.
+            self._metrics.count_reply(decision.reply, "exim")
+            return exim_action_for(decision.reply)
         if decision.verdict is Verdict.REJECTED:
             template = self._replies.sender if role is Role.SENDER else self._replies.recipient
         elif decision.verdict is Verdict.TEMPFAILED:
@@ -62,26 +83,29 @@ class PolicyResponder:
         self._metrics.count_reply(reply, "policy")
         return action_for(reply)
 
-    def _check(self, role: Role, argument: str, context: str) -> tuple[Decision, str]:
+    def _check(self, role: Role, argument: str, context: str, exim: bool) -> tuple[Decision, str]:
         if role is Role.SENDER:
             decision = self._engine.check_sender(argument)
         else:
             decision = self._engine.check_recipient(argument)
         log_decision(decision, role, argument, context)
-        return decision, self._render(decision, role)
+        return decision, self._render(decision, role, exim)
 
     def respond(self, attributes: Mapping[str, str]) -> str:
         """The action for one request: DUNNO unless a null MX (or the tempfail policy) applies."""
         state = attributes.get("protocol_state", "").upper()
-        context = f"front=policy qid={log_safe(attributes.get('queue_id') or '-')}"
+        exim = attributes.get(REPLY_FORMAT) == EXIM_FORMAT
+        front = "exim" if exim else "policy"
+        context = f"front={front} qid={log_safe(attributes.get('queue_id') or '-')}"
         sender = attributes.get("sender", "")
         if state in ("MAIL", "RCPT") and sender and self._engine.policy.checks_senders:
-            decision, action = self._check(Role.SENDER, sender, context)
+            decision, action = self._check(Role.SENDER, sender, context, exim)
             if decision.verdict in (Verdict.REJECTED, Verdict.TEMPFAILED) or state == "MAIL":
                 return action
         if state != "RCPT":
             return DUNNO
-        _decision, action = self._check(Role.RECIPIENT, attributes.get("recipient", ""), context)
+        recipient = attributes.get("recipient", "")
+        _decision, action = self._check(Role.RECIPIENT, recipient, context, exim)
         return action
 
 
