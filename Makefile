@@ -29,8 +29,9 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+## make unit: the fast tests alone (no DNS server, MTA, packaging, fuzzing or benchmarks)
 unit: $(STAMP)
-	$(BIN)/pytest -m "not integration and not mta"
+	$(BIN)/pytest -m "not integration and not mta and not packaging and not fuzz and not bench and not container"
 
 ## make test: lint, types and every test tier
 test: lint typecheck
@@ -42,6 +43,11 @@ clean:
 ## make demo: DNS + milter + Postfix in a network namespace, one message, transcript + metrics
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
+
+## make image: the container image (container/Containerfile) from the Debian package, with podman
+.PHONY: image
+image: deps
+	scripts/build-image
 
 ## make deb: the Debian package (debian/) into dist/; make dist: sdist + wheel into dist/
 .PHONY: deb dist
@@ -64,6 +70,16 @@ fuzz: $(STAMP)
 SOAK_RCPTS ?= 100000
 soak: $(STAMP)
 	cd tests && ../$(BIN)/python soak.py --rcpts $(SOAK_RCPTS)
+
+.PHONY: mutation
+## make mutation: mutmut on the pure modules against the fast tests; every module must have
+## >= 90 % of its mutants killed or listed in tests/mutation_equivalents.txt (see README)
+$(VENV)/.mutation: $(STAMP)
+	$(BIN)/pip install -q -e '.[test,mutation]'
+	touch $@
+
+mutation: $(VENV)/.mutation
+	$(BIN)/python scripts/mutation.py
 
 .PHONY: bench bench-smoke
 ## make bench: every benchmark in bench/ (about 6 minutes); writes README "Performance"

@@ -25,6 +25,17 @@ class LoadResult:
     client_cpu: float
     latencies: list[float] = field(repr=False)
     answers: Counter[str] = field(default_factory=Counter)
+    # Answers that differ from what the request had to get (one line each).
+    wrong: list[str] = field(default_factory=list)
+
+    def check(self, expected_rcpts: int) -> None:
+        """Fail loudly unless every request was answered, each as it had to be."""
+        if self.wrong:
+            raise RuntimeError(
+                f"{len(self.wrong)} wrong answers (of {self.rcpts}): " + "; ".join(self.wrong[:5])
+            )
+        if self.rcpts != expected_rcpts:
+            raise RuntimeError(f"sent {expected_rcpts} requests, got {self.rcpts} answers")
 
     @property
     def rate(self) -> float:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from load_result import LoadResult, percentile
 from paced_loop import Peer, drive
@@ -80,8 +80,13 @@ def run_load(
     recipients: Sequence[Sequence[str]],
     timeout: float = 120.0,
     rate: float | None = None,
+    expect: Callable[[str], str] | None = None,
 ) -> LoadResult:
     """Send recipients[i] over connection i, one RCPT in flight per connection.
+
+    Answers are "c" (continue) or a reply's code ("556", "451"), or the reply command
+    letter otherwise; with `expect` (recipient -> the answer it must get), every answer is
+    checked and the wrong ones are listed in the result.
 
     Latency is from writing a RCPT to reading its reply, as an MTA would see it. With
     `rate`, RCPTs are offered at that many per second in all (each connection's next one
@@ -89,7 +94,12 @@ def run_load(
     fast as answers come back.
     """
     sessions = [
-        Peer(index, open_session(address), [rcpt_packets(f"<{rcpt}>") for rcpt in batch])
+        Peer(
+            index,
+            open_session(address),
+            [rcpt_packets(f"<{rcpt}>") for rcpt in batch],
+            None if expect is None else [expect(rcpt) for rcpt in batch],
+        )
         for index, batch in enumerate(recipients)
     ]
     try:
@@ -113,7 +123,11 @@ def _milter_answers(session: Peer) -> list[str]:
         (length,) = _HEADER.unpack_from(buffer)
         if len(buffer) < 4 + length:
             break
-        replies.append(chr(buffer[4]))
+        command = buffer[4:5]
+        # A reply code packet carries "556 5.1.10 ..." (or "556-..."): name it by its code.
+        replies.append(
+            buffer[5:8].decode("ascii", "replace") if command == b"y" else chr(buffer[4])
+        )
         buffer = buffer[4 + length :]
     session.buffer = buffer
     return replies

@@ -19,12 +19,20 @@ from load_result import LoadResult
 class Peer:
     """One socket working through its pre-encoded requests, one in flight at a time."""
 
-    __slots__ = ("buffer", "index", "next_index", "requests", "sent_at", "sock")
+    __slots__ = ("buffer", "expected", "index", "next_index", "requests", "sent_at", "sock")
 
-    def __init__(self, index: int, sock: socket.socket, requests: list[bytes]) -> None:
+    def __init__(
+        self,
+        index: int,
+        sock: socket.socket,
+        requests: list[bytes],
+        expected: list[str] | None = None,
+    ) -> None:
+        """`expected[i]`, when given, is the answer request i must get."""
         self.index = index
         self.sock = sock
         self.requests = requests
+        self.expected = expected
         self.next_index = 0
         self.sent_at = 0.0
         self.buffer = b""
@@ -48,6 +56,7 @@ def drive(
     what: str,
 ) -> LoadResult:
     """Run every peer's requests; `read_answers` reads a readable peer's complete answers.
+    An answer other than the peer's `expected` one is listed in the result's `wrong`.
 
     Latency runs from writing a request to reading its answer. With `rate`, requests are
     offered at that many per second in all (each peer's next one is due at a fixed time,
@@ -57,6 +66,7 @@ def drive(
     selector = selectors.DefaultSelector()
     latencies: list[float] = []
     answers: Counter[str] = Counter()
+    wrong: list[str] = []
     waiting: list[tuple[float, int]] = []
     interval = len(peers) / rate if rate else 0.0
     cpu_started = time.process_time()
@@ -87,6 +97,12 @@ def drive(
             peer = key.data
             for answer in read_answers(peer):
                 answers[answer] += 1
+                asked = peer.next_index - 1
+                if peer.expected is not None and answer != peer.expected[asked]:
+                    wrong.append(
+                        f"{what} peer {peer.index} request {asked}: "
+                        f"answered {answer!r}, expected {peer.expected[asked]!r}"
+                    )
                 latencies.append(now - peer.sent_at)
                 if peer.done:
                     active -= 1
@@ -99,4 +115,6 @@ def drive(
     client_cpu = time.process_time() - cpu_started
     selector.close()
     latencies.sort()
-    return LoadResult(len(peers), len(latencies), seconds, client_cpu, latencies, answers)
+    return LoadResult(
+        len(peers), len(latencies), seconds, client_cpu, latencies, answers, wrong=wrong
+    )

@@ -1,8 +1,8 @@
 """A small UDP+TCP DNS server on 127.0.0.1 that misbehaves on request, for fault tests.
 
 In `forward` mode it relays queries to a real server (Knot) over the same transport; the
-other modes answer SERVFAIL or REFUSED, answer garbage, answer too late, never answer, or
-set the TC bit on every UDP answer so that the client must retry over TCP.
+other modes answer SERVFAIL, REFUSED or NXDOMAIN without an SOA, answer garbage, answer too
+late, never answer, or set the TC bit on every UDP answer so that the client must retry over TCP.
 """
 
 from __future__ import annotations
@@ -22,14 +22,21 @@ import dns.rcode
 
 from knot import free_port
 
-MODES = ("forward", "servfail", "refused", "malformed", "slow", "silent", "truncate")
+MODES = (
+    "forward", "servfail", "refused", "malformed", "slow", "silent", "truncate", "bare-nxdomain",
+)  # fmt: skip
 
 
 class DnsStub:
     """Serves until close(); `mode` may be switched at any time."""
 
-    def __init__(self, upstream_port: int, slow_seconds: float = 2.0) -> None:
+    def __init__(
+        self, upstream_port: int, slow_seconds: float = 2.0, address: str = "127.0.0.1"
+    ) -> None:
+        """`address` may be any of 127.0.0.0/8: the resolver keeps one port per address, so
+        several stubs in one server list need addresses of their own."""
         self.upstream_port = upstream_port
+        self.address = address
         self.slow_seconds = slow_seconds
         self.mode = "forward"
         self.port = free_port()
@@ -38,11 +45,11 @@ class DnsStub:
         self._count_lock = threading.Lock()
         self._closing = threading.Event()
         self._udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self._udp.bind(("127.0.0.1", self.port))
+        self._udp.bind((address, self.port))
         self._udp.settimeout(0.1)
         self._tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._tcp.bind(("127.0.0.1", self.port))
+        self._tcp.bind((address, self.port))
         self._tcp.listen(64)
         self._tcp.settimeout(0.1)
         self._threads = [
@@ -54,7 +61,7 @@ class DnsStub:
 
     @property
     def nameserver(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.address}:{self.port}"
 
     def set_mode(self, mode: str) -> None:
         if mode not in MODES:
@@ -80,9 +87,14 @@ class DnsStub:
             query = dns.message.from_wire(wire)
         except dns.exception.DNSException:
             return None
-        if mode in ("servfail", "refused"):
+        rcodes = {
+            "servfail": dns.rcode.SERVFAIL,
+            "refused": dns.rcode.REFUSED,
+            "bare-nxdomain": dns.rcode.NXDOMAIN,
+        }
+        if mode in rcodes:
             response = dns.message.make_response(query)
-            response.set_rcode(dns.rcode.SERVFAIL if mode == "servfail" else dns.rcode.REFUSED)
+            response.set_rcode(rcodes[mode])
             return response.to_wire()
         if mode == "truncate" and not tcp:
             response = dns.message.make_response(query)

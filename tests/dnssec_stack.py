@@ -1,12 +1,13 @@
 """A signing Knot behind a real validating unbound, in a private network namespace.
 
 Knot signs signed.test and signed2.test at start (ECDSA P-256, keys that never roll) and
-serves insecure.test and bogus.test unsigned. Two unbound instances resolve through stub
-zones to Knot: VALIDATING (127.0.0.1:53, also the namespace's resolv.conf resolver) holds the
-signed zones' DS records from `keymgr` as trust anchors, declares insecure.test insecure and
-holds a DS that matches nothing for bogus.test (so it answers SERVFAIL there); PLAIN
-(127.0.0.1:5301) has no anchor and validates nothing. unbound must stay inside the namespace:
-anywhere else it would prime the root over the network.
+serves insecure.test and bogus.test unsigned (all four in tests/zones/dnssec), beside the
+usual test zones. Two unbound instances resolve through stub zones to Knot: VALIDATING
+(127.0.0.1:53, also the namespace's resolv.conf resolver) holds the signed zones' DS records
+from `keymgr` as trust anchors, declares insecure.test insecure and holds a DS that matches
+nothing for bogus.test (so it answers SERVFAIL there); PLAIN (127.0.0.1:5301) has no anchor
+and validates nothing. unbound must stay inside the namespace: anywhere else it would prime
+the root over the network.
 """
 
 from __future__ import annotations
@@ -20,12 +21,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import dns.exception
-import dns.flags
 import dns.message
 import dns.query
 import dns.rcode
 import dns.rdatatype
 
+from knot import KnotServer
 from netns import NetNamespace
 
 ZONES = Path(__file__).parent / "zones" / "dnssec"
@@ -58,95 +59,18 @@ def _wait_for_dns(address: str, port: int, name: str, timeout: float = 15.0) -> 
     raise TimeoutError(f"{address}:{port} did not answer {name} SOA after {timeout}s")
 
 
-class SigningKnot:
-    """knotd signing SIGNED_ZONES and serving UNSIGNED_ZONES as they are."""
-
-    def __init__(self, netns: NetNamespace, workdir: Path) -> None:
-        self.netns = netns
-        self.workdir = workdir
-        self.config = workdir / "knot.conf"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def _write_config(self) -> None:
-        zone_dir = self.workdir / "zones"
-        zone_dir.mkdir(parents=True, exist_ok=True)
-        # The key database lives there; Knot cannot sign until it exists.
-        (self.workdir / "db").mkdir(exist_ok=True)
-        zones = []
-        for origin in SIGNED_ZONES + UNSIGNED_ZONES:
-            shutil.copy(ZONES / f"{origin}zone", zone_dir / f"{origin}zone")
-            signing = "\n    dnssec-signing: on\n    dnssec-policy: test" * (origin in SIGNED_ZONES)
-            zones.append(f"  - domain: {origin}\n    file: {origin}zone{signing}")
-        zone_lines = "\n".join(zones)
-        self.config.write_text(
-            f"""server:
-    listen: 127.0.0.1@{KNOT_PORT}
-    rundir: {self.workdir}
-    udp-workers: 1
-    tcp-workers: 1
-    background-workers: 1
-database:
-    storage: {self.workdir / "db"}
-log:
-  - target: stderr
-    any: error
-policy:
-  - id: test
-    algorithm: ecdsap256sha256
-    zsk-lifetime: 0
-    ksk-lifetime: 0
-template:
-  - id: default
-    storage: {zone_dir}
-    zonefile-load: whole
-    zonefile-sync: -1
-    journal-content: none
-    semantic-checks: off
-zone:
-{zone_lines}
-"""
-        )
-
-    def start(self) -> None:
-        self._write_config()
-        self.process = subprocess.Popen(
-            [*self.netns.prefix, "knotd", "-c", str(self.config)],
-            stdout=subprocess.DEVNULL,
-            stderr=(self.workdir / "knotd.log").open("wb"),
-        )
-        with self.netns.entered():
-            for origin in SIGNED_ZONES + UNSIGNED_ZONES:
-                _wait_for_dns("127.0.0.1", KNOT_PORT, origin)
-            for origin in SIGNED_ZONES:
-                self._wait_signed(origin)
-
-    def _wait_signed(self, origin: str, timeout: float = 15.0) -> None:
-        """Signing runs in the background after load: wait for the zone's DNSKEY set."""
-        deadline = time.monotonic() + timeout
-        query = dns.message.make_query(origin, dns.rdatatype.DNSKEY, want_dnssec=True)
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError, dns.exception.DNSException):
-                if dns.query.udp(query, "127.0.0.1", port=KNOT_PORT, timeout=0.5).answer:
-                    return
-            time.sleep(0.05)
-        raise TimeoutError(f"knotd did not sign {origin} after {timeout}s")
-
-    def ds_records(self, origin: str) -> list[str]:
-        """The zone's DS records (`keymgr ZONE ds`), as trust-anchor lines."""
-        done = subprocess.run(
-            ["keymgr", "-c", str(self.config), origin, "ds"],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        lines = [line.strip() for line in done.stdout.splitlines() if " DS " in line]
-        if not lines:
-            raise RuntimeError(f"keymgr printed no DS for {origin}: {done.stdout}{done.stderr}")
-        return lines
-
-    def stop(self) -> None:
-        _stop(self.process)
-        self.process = None
+def ds_records(knot: KnotServer, origin: str) -> list[str]:
+    """A signed zone's DS records (`keymgr ZONE ds`), as trust-anchor lines."""
+    done = subprocess.run(
+        ["keymgr", "-c", str(knot.workdir / "knot.conf"), origin, "ds"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    lines = [line.strip() for line in done.stdout.splitlines() if " DS " in line]
+    if not lines:
+        raise RuntimeError(f"keymgr printed no DS for {origin}: {done.stdout}{done.stderr}")
+    return lines
 
 
 class Unbound:
@@ -237,23 +161,26 @@ def bogus_anchor(ds_line: str) -> str:
     return f"{BOGUS_ZONE} " + ds_line.split(None, 1)[1]
 
 
-class DnssecStack:
-    """The namespace, the signing Knot and both unbounds; stop() undoes even a half start."""
+class DnssecServers:
+    """The signing Knot and both unbounds in `netns`; stop() undoes even a half start."""
 
-    def __init__(self, label: str = "dnssec") -> None:
-        self.workdir = Path(tempfile.mkdtemp(prefix=f"nullmx-{label}-"))
-        self.workdir.chmod(0o755)
-        self.netns = NetNamespace(label)
-        self.knot = SigningKnot(self.netns, self.workdir / "knot")
+    def __init__(self, netns: NetNamespace, workdir: Path) -> None:
+        self.netns = netns
+        self.workdir = workdir
+        self.knot = KnotServer(workdir / "knot", port=KNOT_PORT, command_prefix=netns.prefix)
         self.validating: Unbound | None = None
         self.plain: Unbound | None = None
 
-    def start(self) -> DnssecStack:
+    def start(self) -> DnssecServers:
         try:
-            self.netns.create()
             self.knot.workdir.mkdir(parents=True)
-            self.knot.start()
-            anchors = [line for origin in SIGNED_ZONES for line in self.knot.ds_records(origin)]
+            zones = {
+                origin: (ZONES / f"{origin}zone").read_text()
+                for origin in SIGNED_ZONES + UNSIGNED_ZONES
+            }
+            with self.netns.entered():
+                self.knot.start(extra_zones=zones, signed=SIGNED_ZONES)
+            anchors = [line for origin in SIGNED_ZONES for line in ds_records(self.knot, origin)]
             anchors.append(bogus_anchor(anchors[0]))
             self.validating = Unbound(
                 self.netns, self.workdir / "unbound", VALIDATING_PORT, anchors
@@ -266,6 +193,31 @@ class DnssecStack:
             raise
         return self
 
+    def stop(self) -> None:
+        for server in (self.plain, self.validating):
+            if server is not None:
+                server.stop()
+        self.knot.stop()
+
+
+class DnssecStack:
+    """A namespace of its own with DnssecServers in it, for lookup and daemon tests."""
+
+    def __init__(self, label: str = "dnssec") -> None:
+        self.workdir = Path(tempfile.mkdtemp(prefix=f"nullmx-{label}-"))
+        self.workdir.chmod(0o755)
+        self.netns = NetNamespace(label)
+        self.servers = DnssecServers(self.netns, self.workdir)
+
+    def start(self) -> DnssecStack:
+        try:
+            self.netns.create()
+            self.servers.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
     @contextlib.contextmanager
     def entered(self) -> Iterator[None]:
         """The body runs inside the namespace (its DNS sockets too)."""
@@ -273,10 +225,7 @@ class DnssecStack:
             yield
 
     def stop(self) -> None:
-        for server in (self.plain, self.validating):
-            if server is not None:
-                server.stop()
-        self.knot.stop()
+        self.servers.stop()
         with contextlib.suppress(OSError):
             self.netns.delete()
         shutil.rmtree(self.workdir, ignore_errors=True)

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from prometheus_client import CollectorRegistry
 
 from nullmx_milter.cache import LookupCache
-from nullmx_milter.config import Config, RepliesConfig
+from nullmx_milter.config import Config, RepliesConfig, config_from_dict
 from nullmx_milter.daemon import build
 from nullmx_milter.dns_health import DnsHealth
 from nullmx_milter.engine import NullMxEngine
@@ -15,6 +15,7 @@ from nullmx_milter.lookup_service import MxLookupService, MxSource
 from nullmx_milter.metrics import Metrics
 from nullmx_milter.mx import MxClass, MxLookup
 from nullmx_milter.policy import Mode, NullMxPolicy, OnDnsError, SenderCheck
+from nullmx_milter.runtime import RuntimeHolder, recipient_templates
 
 ANSWERS = {
     "null.example": MxClass.NULL_MX,
@@ -48,9 +49,32 @@ def fake_engine(
 ) -> tuple[NullMxEngine, Metrics]:
     """An engine over FakeSource with its own registry."""
     metrics = Metrics(CollectorRegistry(), TEST_VERSIONS)
-    policy = NullMxPolicy(mode, on_dns_error, sender, frozenset(), RepliesConfig().templates())
+    policy = NullMxPolicy(
+        mode, on_dns_error, sender, frozenset(), recipient_templates(RepliesConfig())
+    )
     lookups = MxLookupService(FakeSource(), LookupCache(100, 0, 60, 0), DnsHealth(5, 1), metrics)
     return NullMxEngine(policy, lookups, metrics), metrics
+
+
+def fake_runtimes(
+    mode: Mode = Mode.ENFORCE,
+    on_dns_error: OnDnsError = OnDnsError.ACCEPT,
+    sender: SenderCheck = SenderCheck.OFF,
+    idle_timeout: float = 300.0,
+) -> tuple[RuntimeHolder, Metrics]:
+    """A runtime over FakeSource, built as the daemon builds it, with its own registry."""
+    config = config_from_dict(
+        {
+            "policy": {
+                "mode": mode.value,
+                "on_dns_error": on_dns_error.value,
+                "sender_null_mx": sender.value,
+            },
+            "policy_service": {"idle_timeout": idle_timeout},
+        }
+    )
+    components = build(config, CollectorRegistry(), source=FakeSource())
+    return components.runtimes, components.metrics
 
 
 # What Knot says about the names in tests/zones (the rest of test. is NXDOMAIN; other

@@ -59,8 +59,10 @@ class KnotServer:
         """The entry for [dns] nameservers."""
         return f"{self.address}:{self.port}"
 
-    def _write_config(self, extra_zones: dict[str, str]) -> Path:
+    def _write_config(self, extra_zones: dict[str, str], signed: Sequence[str]) -> Path:
         self.zone_dir.mkdir(parents=True, exist_ok=True)
+        # The key database lives below it; Knot cannot sign until it exists.
+        (self.workdir / "db").mkdir(parents=True, exist_ok=True)
         zones = {"test.": "test.zone", "example.": "example.zone", "gmial.com.": "gmial.com.zone"}
         for zone_file in zones.values():
             shutil.copy(ZONES / zone_file, self.zone_dir / zone_file)
@@ -68,8 +70,10 @@ class KnotServer:
             (self.zone_dir / f"{origin}zone").write_text(text)
             zones[origin] = f"{origin}zone"
         zones[BROKEN_ZONE] = "missing.zone"
+        signing = "\n    dnssec-signing: on\n    dnssec-policy: signed"
         zone_lines = "\n".join(
-            f"  - domain: {origin}\n    file: {name}" for origin, name in zones.items()
+            f"  - domain: {origin}\n    file: {name}" + signing * (origin in signed)
+            for origin, name in zones.items()
         )
         config = self.workdir / "knot.conf"
         config.write_text(
@@ -84,6 +88,11 @@ database:
 log:
   - target: stderr
     any: error
+policy:
+  - id: signed
+    algorithm: ecdsap256sha256
+    zsk-lifetime: 0
+    ksk-lifetime: 0
 template:
   - id: default
     storage: {self.zone_dir}
@@ -97,15 +106,35 @@ zone:
         )
         return config
 
-    def start(self, extra_zones: dict[str, str] | None = None) -> KnotServer:
-        config = self._write_config(extra_zones or {})
+    def start(
+        self, extra_zones: dict[str, str] | None = None, signed: Sequence[str] = ()
+    ) -> KnotServer:
+        """Serve the test zones and `extra_zones` (origin -> text); sign the origins in
+        `signed` (ECDSA P-256, keys that never roll) and wait until they are signed."""
+        config = self._write_config(extra_zones or {}, signed)
         self.process = subprocess.Popen(
             [*self.command_prefix, "knotd", "-c", str(config)],
             stdout=subprocess.DEVNULL,
             stderr=(self.workdir / "knotd.log").open("wb"),
         )
-        self.wait_ready()
+        # One background worker loads the zones in turn: signing a big one delays the others.
+        self.wait_ready(60.0 if signed else 10.0)
+        for origin in signed:
+            self.wait_signed(origin)
         return self
+
+    def wait_signed(self, origin: str, timeout: float = 60.0) -> None:
+        """Signing runs after the zone loads: wait for its DNSKEY set."""
+        deadline = time.monotonic() + timeout
+        query = dns.message.make_query(origin, dns.rdatatype.DNSKEY, want_dnssec=True)
+        while time.monotonic() < deadline:
+            try:
+                if dns.query.udp(query, self.address, port=self.port, timeout=0.5).answer:
+                    return
+            except (OSError, dns.exception.Timeout):
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"knotd did not sign {origin} in time")
 
     def wait_ready(self, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout

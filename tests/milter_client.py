@@ -11,7 +11,8 @@ from miltertest import MilterConnection, constants
 
 @dataclass(frozen=True)
 class MilterAnswer:
-    """What the milter answered: 'continue', 'reject', 'tempfail' or 'reply' + the SMTP text."""
+    """What the milter answered: 'continue', 'reject', 'tempfail' or 'reply' + the SMTP text
+    ('not-negotiated': the milter asked not to see this command, so nothing was sent)."""
 
     kind: str
     code: str = ""
@@ -39,9 +40,13 @@ _KINDS = {
 class MilterClient:
     """One milter session: negotiate, connect, then MAIL/RCPT commands."""
 
-    def __init__(self, port: int | str, host: str = "127.0.0.1", timeout: float = 30.0) -> None:
-        """`port` is a TCP port on `host`, or the path of a unix socket."""
-        if isinstance(port, str):
+    def __init__(
+        self, port: int | str | socket.socket, host: str = "127.0.0.1", timeout: float = 30.0
+    ) -> None:
+        """`port` is a TCP port on `host`, the path of a unix socket, or a connected socket."""
+        if isinstance(port, socket.socket):
+            self.sock = port
+        elif isinstance(port, str):
             self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             self.sock.settimeout(timeout)
             self.sock.connect(port)
@@ -60,9 +65,16 @@ class MilterClient:
             return MilterAnswer(kind)
         return MilterAnswer(kind, fields["smtpcode"], fields["text"], fields.get("space", " "))
 
+    @property
+    def mail_negotiated(self) -> bool:
+        """Whether the milter asked to see MAIL FROM (an MTA sends it nothing otherwise)."""
+        return not self.protocol & constants.SMFIP_NOMAIL
+
     def mail(self, sender: str) -> MilterAnswer:
-        if self.protocol & constants.SMFIP_NOMAIL:
-            return MilterAnswer("continue")
+        """The milter's answer to MAIL FROM, or kind 'not-negotiated' (nothing was sent)
+        when the milter negotiated MAIL away, as an MTA would."""
+        if not self.mail_negotiated:
+            return MilterAnswer("not-negotiated")
         return self._answer(self.connection.send_ar(constants.SMFIC_MAIL, args=[sender]))
 
     def rcpt(self, recipient: str, queue_id: str = "") -> MilterAnswer:

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from netns import FQDN, NetNamespace
+from netns import FQDN, Namespace, NetNamespace
 
 REPO = Path(__file__).resolve().parent.parent
 # The shipped wiring (README "Use with Postfix"): the tests apply this very file, verbatim.
@@ -73,7 +73,7 @@ class SmtpSink:
     recipients the sink accepted can be read back.
     """
 
-    def __init__(self, netns: NetNamespace, workdir: Path, port: int = 2525) -> None:
+    def __init__(self, netns: Namespace, workdir: Path, port: int = 2525) -> None:
         self.netns = netns
         self.port = port
         self.workdir = workdir
@@ -275,8 +275,27 @@ default_process_limit = 20
     def flush(self) -> None:
         self.netns.run(["postqueue", "-c", str(self.config_dir), "-f"])
 
-    def stop(self) -> None:
-        """`postfix stop` (it signals this instance's master, by its pid file), if it runs."""
-        if self.started or (self.queue_dir / "pid" / "master.pid").exists():
+    def stop(self, timeout: float = 30.0) -> None:
+        """`postfix stop` (it signals this instance's master, by its pid file), if it runs,
+        then wait for the master to exit: `postfix stop` returns before it has, and a
+        module that starts the next instance on the same port would race it."""
+        pid_file = self.queue_dir / "pid" / "master.pid"
+        if self.started or pid_file.exists():
+            master = _read_pid(pid_file)
             self.postfix("stop")
+            deadline = time.monotonic() + timeout
+            while master is not None and Path(f"/proc/{master}").exists():
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"postfix master {master} still running {timeout} s after stop"
+                    )
+                time.sleep(0.05)
         self.started = False
+
+
+def _read_pid(pid_file: Path) -> int | None:
+    """The pid Postfix wrote (right-aligned, newline-terminated), or None."""
+    try:
+        return int(pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return None

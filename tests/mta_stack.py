@@ -1,7 +1,8 @@
 """What every real-MTA test needs: a network namespace with DNS, milters and smtp-sink.
 
 Inside a private namespace (resolv.conf -> 127.0.0.1): Knot on 127.0.0.1:53 serving the test
-zones (so Postfix and Sendmail resolve through it like through any resolver), the installed
+zones (so Postfix and Sendmail resolve through it like through any resolver), or with
+`dnssec` a validating unbound there in front of a signing Knot (dnssec_stack), the installed
 milter daemon (as many as a test wants, TCP or unix socket), and smtp-sink as the next hop.
 """
 
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from daemon_process import MilterDaemon, reap
+from dnssec_stack import DnssecServers
 from knot import KnotServer
 from mta_postfix import SmtpSink
 from netns import NetNamespace
@@ -32,20 +34,24 @@ class MtaStack:
     traverse, unlike pytest's private tmp_path; stop() removes it.
     """
 
-    def __init__(self, label: str) -> None:
+    def __init__(self, label: str, dnssec: bool = False) -> None:
         self.workdir = Path(tempfile.mkdtemp(prefix=f"nullmx-{label}-"))
         self.workdir.chmod(0o755)
         self.netns = NetNamespace(label)
         self.knot = KnotServer(self.workdir / "knot", port=53, command_prefix=self.netns.prefix)
+        self.dnssec = DnssecServers(self.netns, self.workdir / "dnssec") if dnssec else None
         self.sink = SmtpSink(self.netns, self.workdir / "sink", port=SINK_PORT)
         self.milters: list[MilterDaemon] = []
 
     def start(self) -> MtaStack:
         try:
             self.netns.create()
-            (self.workdir / "knot").mkdir(parents=True, exist_ok=True)
-            with self.netns.entered():
-                self.knot.start()
+            if self.dnssec is not None:
+                self.dnssec.start()
+            else:
+                (self.workdir / "knot").mkdir(parents=True, exist_ok=True)
+                with self.netns.entered():
+                    self.knot.start()
             self.sink.start()
         except BaseException:
             self.stop()
@@ -65,9 +71,14 @@ class MtaStack:
         return path
 
     def milter(
-        self, extra_config: str = "", unix_socket: Path | None = None, start: bool = True
+        self,
+        extra_config: str = "",
+        unix_socket: Path | None = None,
+        start: bool = True,
+        dns_options: str = "timeout = 1.0\n",
     ) -> MilterDaemon:
-        """A milter daemon in the namespace using the namespace's Knot (started unless told)."""
+        """A milter daemon in the namespace using the namespace's resolver on port 53 (Knot,
+        or the validating unbound), started unless told; `dns_options` as toml_config's."""
         workdir = self.workdir / f"milter{len(self.milters)}"
         workdir.mkdir(parents=True)
         daemon = MilterDaemon(
@@ -76,6 +87,7 @@ class MtaStack:
             extra_config,
             unix_socket=unix_socket,
             command_prefix=self.netns.prefix,
+            dns_options=dns_options,
         )
         self.milters.append(daemon)
         if start:
@@ -102,6 +114,8 @@ class MtaStack:
         reap([daemon.terminate() for daemon in self.milters])
         self.sink.stop()
         self.knot.stop()
+        if self.dnssec is not None:
+            self.dnssec.stop()
         with contextlib.suppress(OSError):
             self.netns.delete()
         shutil.rmtree(self.workdir, ignore_errors=True)

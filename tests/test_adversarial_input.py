@@ -80,7 +80,7 @@ def test_engine_outcome_reply_and_log_line(
 def responder() -> PolicyResponder:
     config = config_from_dict({"policy": {"sender_null_mx": "reject"}})
     components = build(config, source=ZoneSource())
-    return PolicyResponder(components.engine, components.metrics, config.policy_service.replies())
+    return PolicyResponder(components.runtimes, components.metrics)
 
 
 @pytest.mark.parametrize("entry", ENTRIES, ids=[entry.id for entry in ENTRIES])

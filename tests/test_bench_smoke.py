@@ -10,7 +10,14 @@ import pytest
 
 from c_milter import build_null_milter
 from knot import free_port
-from milter_alone import SMOKE, run_milter_alone, running_process
+from milter_alone import (
+    DNSSEC_CASE,
+    DNSSEC_CONNECTIONS,
+    SMOKE,
+    nullmx_answer,
+    run_milter_alone,
+    running_process,
+)
 from milter_load import run_load
 from report import BEGIN, END, postfix_section, render, write_readme
 from suggest_cost import SUGGEST_SMOKE, run_suggest_cost, suggest_section
@@ -29,6 +36,9 @@ def test_harness_measures_and_writes_the_readme(tmp_path: Path) -> None:
     for connections in (1, 10, 50):
         for case in ("do-nothing C milter", "warm cache", "cold cache", "Knot alone (same names)"):
             assert (case, connections) in cases
+    for mode in ("off", "require"):
+        for connections in DNSSEC_CONNECTIONS:
+            assert (f"{DNSSEC_CASE} {mode}", connections) in cases
     assert all(row.rate > 0 and 0 < row.p50 <= row.p99 for row in results.rows)
     # Coalescing: many RCPTs for one uncached domain, one query at the DNS server.
     assert results.coalescing["queries_at_server"] == 1
@@ -43,6 +53,7 @@ def test_harness_measures_and_writes_the_readme(tmp_path: Path) -> None:
     text = readme.read_text()
     assert "STALE-TEXT" not in text
     assert "| warm cache | 10 |" in text
+    assert "CPU µs require | CPU ratio" in text
     assert text.endswith(f"{END}\n\nafter\n")
 
 
@@ -54,6 +65,23 @@ def test_null_pymilter_answers() -> None:
     with running_process(command, port):
         result = run_load(("127.0.0.1", port), [["a@b.test", "c@d.test"]] * 3)
     assert result.answers == {"c": 6}
+
+
+@pytest.mark.integration
+def test_load_client_fails_loudly_on_a_wrong_answer() -> None:
+    # d0.bench publishes a null MX: a milter that lets it through answered wrong, and a run
+    # with such answers must not yield a figure.
+    port = free_port(socket.SOCK_STREAM)
+    command = [sys.executable, str(BENCH / "null_pymilter.py"), f"inet:{port}@127.0.0.1"]
+    with running_process(command, port):
+        result = run_load(
+            ("127.0.0.1", port), [["user0@d0.bench", "user1@d1.bench"]], expect=nullmx_answer
+        )
+    assert result.answers == {"c": 2}
+    assert len(result.wrong) == 1
+    assert "request 0: answered 'c', expected '556'" in result.wrong[0]
+    with pytest.raises(RuntimeError, match="1 wrong answers"):
+        result.check(2)
 
 
 @pytest.mark.mta

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,7 @@ import pytest
 from nullmx_milter import __version__
 
 from daemon_process import CONSOLE_SCRIPT
-from knot import KnotServer
+from knot import KnotServer, free_port
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -56,19 +58,50 @@ def test_check_diagnoses_each_address(knot: KnotServer, tmp_path: Path) -> None:
     assert "verdict:  skipped (null_path)" in blocks[2]
 
 
-def test_run_refuses_root_without_allow_root() -> None:
-    result = run("run")
+def run_as(euid: int, *args: str) -> subprocess.CompletedProcess[str]:
+    """The CLI in a child process that sees `euid` as its effective user id, so the root
+    check is exercised the same way whoever runs the tests."""
+    code = (
+        f"import os, sys; os.geteuid = lambda: {euid}; from nullmx_milter.cli import main; "
+        "sys.exit(main(sys.argv[1:]))"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def unusable_config(tmp_path: Path) -> Path:
+    """A config on free ports whose policy socket cannot be opened: a daemon that gets past
+    the root check exits at once instead of serving (never on the default ports)."""
+    config = tmp_path / "c.toml"
+    config.write_text(
+        f'[milter]\nsocket = "inet:{free_port(socket.SOCK_STREAM)}@127.0.0.1"\n'
+        '[metrics]\nlisten = ""\n'
+        f'[policy_service]\nlisten = "unix:{tmp_path}/missing/dir/policy.sock"\n'
+    )
+    return config
+
+
+def test_run_refuses_root_without_allow_root(tmp_path: Path) -> None:
+    result = run_as(0, "run", "--config", str(unusable_config(tmp_path)))
     assert result.returncode == 2
     assert "refusing to run as root" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("euid", "args"),
+    [pytest.param(0, ["--allow-root"], id="root-allowed"), pytest.param(1000, [], id="not-root")],
+)
+def test_run_starts_when_not_refused(tmp_path: Path, euid: int, args: list[str]) -> None:
+    result = run_as(euid, "run", *args, "--config", str(unusable_config(tmp_path)))
+    assert "refusing to run as root" not in result.stderr
+    # It got as far as opening its sockets.
+    assert result.returncode == 1
+    assert "cannot serve the policy service on unix:" in result.stderr
+
+
 def test_run_names_a_policy_socket_it_cannot_open(tmp_path: Path) -> None:
-    config = tmp_path / "c.toml"
-    config.write_text(
-        '[metrics]\nlisten = ""\n'
-        f'[policy_service]\nlisten = "unix:{tmp_path}/missing/dir/policy.sock"\n'
-    )
-    result = run("run", "--allow-root", "--config", str(config))
+    result = run("run", "--allow-root", "--config", str(unusable_config(tmp_path)))
     assert result.returncode == 1
     assert "cannot serve the policy service on unix:" in result.stderr
 

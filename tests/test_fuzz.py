@@ -7,13 +7,19 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from corpus import encode_argument
 
 FUZZ_TARGET = Path(__file__).parent / "fuzz_target.py"
+FUZZ_SECONDS = int(os.environ.get("NULLMX_FUZZ_SECONDS", "30"))
+
+pytestmark = pytest.mark.fuzz
 
 
+@pytest.mark.timeout(FUZZ_SECONDS + 180)
 def test_fuzz_address_parsing_and_replies(tmp_path: Path) -> None:
-    seconds = int(os.environ.get("NULLMX_FUZZ_SECONDS", "30"))
+    seconds = FUZZ_SECONDS
     env = {**os.environ, "PYTHONPATH": str(FUZZ_TARGET.parent)}
     result = subprocess.run(
         [

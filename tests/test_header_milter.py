@@ -9,13 +9,9 @@ import pytest
 from Milter import testctx
 from prometheus_client import CollectorRegistry
 
-from nullmx_milter.cache import LookupCache
-from nullmx_milter.config import RepliesConfig
-from nullmx_milter.dns_health import DnsHealth
-from nullmx_milter.engine import NullMxEngine
+from nullmx_milter.config import config_from_dict
+from nullmx_milter.daemon import build
 from nullmx_milter.header_check import HeaderFromCheck
-from nullmx_milter.lookup_service import MxLookupService
-from nullmx_milter.metrics import Metrics
 from nullmx_milter.milter_adapter import (
     MAX_FROM_FIELDS,
     NullMxHeaderMilter,
@@ -24,34 +20,25 @@ from nullmx_milter.milter_adapter import (
     NullMxSenderMilter,
     milter_class,
 )
-from nullmx_milter.policy import Mode, NullMxPolicy, OnDnsError, SenderCheck
+from nullmx_milter.runtime import negotiates_headers
 
-from fakes import TEST_VERSIONS, FakeSource
+from fakes import FakeSource
 
 
 def make_context(
     monkeypatch: pytest.MonkeyPatch, check: HeaderFromCheck = HeaderFromCheck.REJECT
 ) -> tuple[testctx.TestCtx, CollectorRegistry]:
-    metrics = Metrics(CollectorRegistry(), TEST_VERSIONS)
-    replies = RepliesConfig()
-    policy = NullMxPolicy(
-        Mode.ENFORCE,
-        OnDnsError.ACCEPT,
-        SenderCheck.OFF,
-        frozenset(),
-        replies.templates(),
-        header_from=check,
+    config = config_from_dict({"policy": {"header_from_null_mx": check.value}})
+    components = build(config, CollectorRegistry(), source=FakeSource())
+    runtime = components.runtimes.current
+    served = milter_class(runtime.policy.checks_senders, negotiates_headers(runtime.config))
+    monkeypatch.setattr(
+        Milter, "factory", functools.partial(served, runtime.engine, components.metrics)
     )
-    lookups = MxLookupService(FakeSource(), LookupCache(100, 0, 60, 0), DnsHealth(5, 1), metrics)
-    engine = NullMxEngine(policy, lookups, metrics)
-    factory = functools.partial(
-        milter_class(False, check is not HeaderFromCheck.OFF), engine, metrics
-    )
-    monkeypatch.setattr(Milter, "factory", factory)
     ctx = testctx.TestCtx()
     assert ctx._connect() == Milter.CONTINUE
     assert ctx._envfrom("<s@real.example>") == Milter.CONTINUE
-    return ctx, metrics.registry
+    return ctx, components.metrics.registry
 
 
 def sample(registry: CollectorRegistry, name: str, **labels: str) -> float:

@@ -44,7 +44,8 @@ def make_service(source: GatedSource) -> tuple[MxLookupService, CollectorRegistr
 
 def cache_requests(registry: CollectorRegistry, result: str) -> float:
     value = registry.get_sample_value("nullmx_cache_requests_total", {"result": result})
-    return value or 0.0
+    assert value is not None, result
+    return value
 
 
 def wait_for_waiters(registry: CollectorRegistry, expected: int) -> None:
@@ -104,28 +105,29 @@ def test_no_lock_is_held_across_a_query() -> None:
         blocked.result(5)
 
 
-class FailingSource:
-    timeout = 1.0
-
-    def __init__(self) -> None:
-        self.calls = 0
+class FailingSource(GatedSource):
+    """A gated source with a bug: once released, every lookup raises."""
 
     def lookup(self, domain: str) -> MxLookup:
-        self.calls += 1
+        super().lookup(domain)
         raise RuntimeError("bug in the source")
 
 
-def test_a_failing_query_releases_its_waiters_and_is_retried() -> None:
-    registry = CollectorRegistry()
+def test_a_failing_query_hands_its_waiters_an_error_and_is_retried() -> None:
     source = FailingSource()
-    service = MxLookupService(
-        source,
-        LookupCache(100, 5.0, 3600.0, 5.0),
-        DnsHealth(0, 1.0),
-        Metrics(registry, {"version": "test"}),
-    )
+    service, registry = make_service(source)
+    with ThreadPoolExecutor(2) as pool:
+        leader = pool.submit(service.lookup, "null.test")
+        assert source.started.wait(5)
+        waiter = pool.submit(service.lookup, "null.test")
+        wait_for_waiters(registry, 1)
+        source.release.set()
+        with pytest.raises(RuntimeError, match="bug in the source"):
+            leader.result(5)
+        # The waiter is not left hanging until its timeout, nor handed the exception.
+        assert waiter.result(5).mx_class is MxClass.ERROR
+    # Nothing was cached and nothing is left pending: the next caller queries again.
     with pytest.raises(RuntimeError):
         service.lookup("null.test")
-    with pytest.raises(RuntimeError):
-        service.lookup("null.test")
-    assert source.calls == 2
+    assert source.calls == ["null.test", "null.test"]
+    assert cache_requests(registry, "miss") == 2

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from nullmx_milter.config import parse_nameserver
 from nullmx_milter.dns_lookup import MxResolver
+from nullmx_milter.endpoints import parse_nameserver
 from nullmx_milter.mx import MxClass
 
 from knot import KnotServer

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import Milter
 import pytest
+from Milter import testctx
 from prometheus_client import CollectorRegistry
 
 from nullmx_milter.cache import LookupCache
@@ -24,8 +27,10 @@ from nullmx_milter.metrics import (
     Metrics,
     runtime_versions,
 )
+from nullmx_milter.milter_adapter import NullMxSenderMilter
 from nullmx_milter.mx import MxClass
 from nullmx_milter.policy import NullMxPolicy, OnDnsError, Verdict
+from nullmx_milter.runtime import recipient_templates
 
 from fakes import FakeSource
 
@@ -77,10 +82,20 @@ def make_rig(
         on_dns_error,
         defaults.sender_null_mx,
         defaults.allowlist,
-        defaults.replies.templates(),
+        recipient_templates(defaults.replies),
     )
     engine = NullMxEngine(policy, MxLookupService(source, cache, health, metrics), metrics)
     return Rig(registry, metrics, source, cache, engine)
+
+
+def milter_session(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> testctx.TestCtx:
+    """A connected milter session on the rig, so replies are counted by the front end."""
+    monkeypatch.setattr(
+        Milter, "factory", functools.partial(NullMxSenderMilter, rig.engine, rig.metrics)
+    )
+    ctx = testctx.TestCtx()
+    assert ctx._connect() == Milter.CONTINUE
+    return ctx
 
 
 def nullmx_samples(registry: CollectorRegistry) -> list[tuple[str, dict[str, str]]]:
@@ -132,8 +147,11 @@ def test_label_values_are_bounded_whatever_the_traffic() -> None:
     assert not any("@" in value or ".test" in value for value in label_values)
 
 
-def test_engine_counts_verdicts_lookups_cache_and_latency() -> None:
+def test_engine_counts_verdicts_lookups_cache_and_latency(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     rig = make_rig()
+    ctx = milter_session(rig, monkeypatch)
     arguments = [
         "<a@null.test>",
         "<b@null.test>",
@@ -144,10 +162,8 @@ def test_engine_counts_verdicts_lookups_cache_and_latency() -> None:
         "<postmaster>",
         "<g@[192.0.2.1]>",
     ]
-    decisions = [rig.engine.check_recipient(argument) for argument in arguments]
-    for decision in decisions:
-        if decision.reply is not None:
-            rig.metrics.count_reply(decision.reply, "milter")
+    actions = [ctx._envrcpt(argument) for argument in arguments]
+    assert actions.count(Milter.REJECT) == 2
 
     assert rig.source.queries == [
         "null.test",
@@ -180,14 +196,17 @@ def test_engine_counts_verdicts_lookups_cache_and_latency() -> None:
     assert len(rig.cache) == 5
 
 
-def test_sender_checks_and_tempfail_replies_are_counted() -> None:
+def test_sender_checks_and_tempfail_replies_are_counted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     rig = make_rig(on_dns_error=OnDnsError.TEMPFAIL)
-    decision = rig.engine.check_recipient("<a@broken.test>")
-    assert decision.reply is not None
-    rig.metrics.count_reply(decision.reply, "milter")
-    rig.engine.check_sender("<b@null.test>")
+    ctx = milter_session(rig, monkeypatch)
+    assert ctx._envrcpt("<a@broken.test>") == Milter.TEMPFAIL
+    assert ctx._envfrom("<b@null.test>") == Milter.CONTINUE
     assert rig.value("nullmx_recipients_total", verdict="tempfailed") == 1
     assert rig.value("nullmx_replies_total", code="451", enhanced="4.4.3") == 1
+    labels = {"frontend": "milter", "code": "451", "enhanced": "4.4.3"}
+    assert rig.value("nullmx_frontend_replies_total", **labels) == 1
     # The sample config leaves the sender check off: the sender is skipped, not looked up.
     assert rig.value("nullmx_sender_checks_total", verdict="skipped") == 1
     assert rig.source.queries == ["broken.test"]

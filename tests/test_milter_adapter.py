@@ -33,7 +33,9 @@ def make_context(
 
 
 def sample(registry: CollectorRegistry, name: str, **labels: str) -> float:
-    return registry.get_sample_value(name, labels) or 0.0
+    value = registry.get_sample_value(name, labels)
+    assert value is not None, f"no sample {name} {labels}"
+    return value
 
 
 def test_rejects_only_the_null_mx_recipient(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -6,8 +6,10 @@ import pytest
 
 from nullmx_milter.address import parse_address
 from nullmx_milter.config import RepliesConfig
+from nullmx_milter.dnssec import DnssecMode
 from nullmx_milter.mx import MxClass, MxLookup
 from nullmx_milter.policy import Mode, NullMxPolicy, OnDnsError, Role, SenderCheck, Verdict
+from nullmx_milter.runtime import recipient_templates
 
 
 def policy(
@@ -15,8 +17,16 @@ def policy(
     on_dns_error: OnDnsError = OnDnsError.ACCEPT,
     sender: SenderCheck = SenderCheck.OFF,
     allowlist: frozenset[str] = frozenset(),
+    dnssec: DnssecMode = DnssecMode.OFF,
 ) -> NullMxPolicy:
-    return NullMxPolicy(mode, on_dns_error, sender, allowlist, RepliesConfig().templates())
+    return NullMxPolicy(
+        mode,
+        on_dns_error,
+        sender,
+        allowlist,
+        recipient_templates(RepliesConfig()),
+        dnssec=dnssec,
+    )
 
 
 @pytest.mark.parametrize(
@@ -114,3 +124,66 @@ def test_sender_check() -> None:
     assert dry.verdict is Verdict.WOULD_REJECT
     enforce_recipients_only = policy(Mode.DRY_RUN, sender=SenderCheck.REJECT)
     assert enforce_recipients_only.decide(address, null, Role.SENDER).reply is None
+
+
+@pytest.mark.parametrize(
+    ("dnssec", "authenticated", "role", "mode", "verdict", "reason", "code"),
+    [
+        pytest.param(
+            DnssecMode.OFF, False, Role.RECIPIENT, Mode.ENFORCE, Verdict.REJECTED, "null_mx", "556",
+            id="off-trusts-any-null-mx",
+        ),
+        pytest.param(
+            DnssecMode.REQUIRE, True, Role.RECIPIENT, Mode.ENFORCE, Verdict.REJECTED, "null_mx",
+            "556", id="require-authenticated",
+        ),
+        pytest.param(
+            DnssecMode.REQUIRE, False, Role.RECIPIENT, Mode.ENFORCE, Verdict.ACCEPTED,
+            "null_mx_unauthenticated", None, id="require-unauthenticated",
+        ),
+        pytest.param(
+            DnssecMode.REQUIRE, True, Role.SENDER, Mode.ENFORCE, Verdict.REJECTED, "null_mx",
+            "550", id="sender-authenticated",
+        ),
+        pytest.param(
+            DnssecMode.REQUIRE, False, Role.SENDER, Mode.ENFORCE, Verdict.ACCEPTED,
+            "null_mx_unauthenticated", None, id="sender-unauthenticated",
+        ),
+        pytest.param(
+            DnssecMode.REQUIRE, True, Role.RECIPIENT, Mode.DRY_RUN, Verdict.WOULD_REJECT,
+            "null_mx", None, id="dry-run-authenticated",
+        ),
+        pytest.param(
+            DnssecMode.REQUIRE, False, Role.RECIPIENT, Mode.DRY_RUN, Verdict.ACCEPTED,
+            "null_mx_unauthenticated", None, id="dry-run-unauthenticated",
+        ),
+    ],
+)  # fmt: skip
+def test_dnssec_require_rejects_only_authenticated_null_mx(
+    dnssec: DnssecMode,
+    authenticated: bool,
+    role: Role,
+    mode: Mode,
+    verdict: Verdict,
+    reason: str,
+    code: str | None,
+) -> None:
+    address = parse_address("<u@d.example>")
+    lookup = MxLookup(MxClass.NULL_MX, 60, authenticated=authenticated)
+    decision = policy(mode, sender=SenderCheck.REJECT, dnssec=dnssec).decide(address, lookup, role)
+    assert (decision.verdict, decision.reason) == (verdict, reason)
+    assert (decision.reply.code if decision.reply else None) == code
+
+
+@pytest.mark.parametrize("on_error", list(OnDnsError))
+def test_dnssec_require_changes_nothing_but_null_mx(on_error: OnDnsError) -> None:
+    address = parse_address("<u@d.example>")
+    for mx_class in MxClass:
+        if mx_class is MxClass.NULL_MX:
+            continue
+        lookup = MxLookup(mx_class, 60)
+        required = policy(on_dns_error=on_error, dnssec=DnssecMode.REQUIRE)
+        off = policy(on_dns_error=on_error)
+        assert required.decide(address, lookup, Role.RECIPIENT) == off.decide(
+            address, lookup, Role.RECIPIENT
+        )

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from nullmx_milter.config import PolicyServiceConfig
 from nullmx_milter.policy import Mode, OnDnsError, SenderCheck
 from nullmx_milter.policy_service import (
     MAX_LINE_OCTETS,
@@ -19,7 +18,7 @@ from nullmx_milter.policy_service import (
 
 from conftest import StartDaemon
 from daemon_process import MilterDaemon
-from fakes import fake_engine
+from fakes import fake_runtimes
 from knot import KnotServer, free_port
 from policy_client import connect_unix, exchange
 
@@ -33,8 +32,8 @@ def responder(
     on_dns_error: OnDnsError = OnDnsError.ACCEPT,
     sender: SenderCheck = SenderCheck.OFF,
 ) -> PolicyResponder:
-    engine, metrics = fake_engine(mode, on_dns_error, sender)
-    return PolicyResponder(engine, metrics, PolicyServiceConfig().replies())
+    runtimes, metrics = fake_runtimes(mode, on_dns_error, sender)
+    return PolicyResponder(runtimes, metrics)
 
 
 @pytest.mark.parametrize(
@@ -80,8 +79,9 @@ def exim_request(**attributes: str) -> dict[str, str]:
 
 
 def test_exim_gets_the_milters_whole_reply_tab_separated() -> None:
-    engine, metrics = fake_engine()
-    service = PolicyResponder(engine, metrics, PolicyServiceConfig().replies())
+    runtimes, metrics = fake_runtimes()
+    engine = runtimes.current.engine
+    service = PolicyResponder(runtimes, metrics)
     action = service.respond(exim_request(recipient="u@null.example"))
     assert action == (
         "556 5.1.10 <u@null.example>: Recipient address rejected: null.example does not accept"
@@ -150,12 +150,9 @@ def test_exim_answer_cannot_split_where_it_should_not(recipient: str) -> None:
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[PolicyServer]:
-    engine, metrics = fake_engine()
+    runtimes, metrics = fake_runtimes(idle_timeout=0.5)
     policy_server = PolicyServer(
-        f"unix:{tmp_path / 'policy.sock'}",
-        PolicyResponder(engine, metrics, PolicyServiceConfig().replies()),
-        metrics,
-        idle_timeout=0.5,
+        f"unix:{tmp_path / 'policy.sock'}", PolicyResponder(runtimes, metrics), metrics
     )
     policy_server.start()
     yield policy_server

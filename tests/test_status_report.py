@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import threading
@@ -12,12 +13,15 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from nullmx_milter.cache import LookupCache
-from nullmx_milter.config import load_config
+from nullmx_milter.config import Config, config_from_dict, load_config
 from nullmx_milter.dns_health import DnsHealth, DnsHealthSnapshot
-from nullmx_milter.domain_stats import DomainStats, TopDomains
+from nullmx_milter.dnssec import DnssecMode, ProbeState
+from nullmx_milter.dnssec_probe import DnssecStatus
+from nullmx_milter.domain_stats import TopDomains
 from nullmx_milter.metrics import Metrics, runtime_versions
 from nullmx_milter.mx import MxClass, MxLookup
 from nullmx_milter.reply import SMTP_LINE_OCTETS
+from nullmx_milter.runtime import RuntimeHolder, build_runtime
 from nullmx_milter.status_report import (
     FAILURE_RATIO_LIMIT,
     MIN_RECENT_LOOKUPS,
@@ -29,6 +33,8 @@ from nullmx_milter.status_report import (
     dns_problem,
 )
 from nullmx_milter.top_k import TopEntry
+
+from fakes import FakeSource
 
 
 def snapshot(
@@ -140,6 +146,55 @@ def test_unhealthy_report_says_why_on_its_first_line() -> None:
     assert first.startswith("211-nullmx-milter 1.0.0: UNHEALTHY: DNS failing fast: 6 lookups")
 
 
+@pytest.mark.parametrize(
+    ("dnssec", "line", "problem"),
+    [
+        pytest.param(
+            DnssecStatus(DnssecMode.OFF, "", ProbeState.OFF), "dnssec: off", None, id="off"
+        ),
+        pytest.param(
+            DnssecStatus(DnssecMode.REQUIRE, "", ProbeState.OFF),
+            "dnssec: require; probe off",
+            None,
+            id="probe-off",
+        ),
+        pytest.param(
+            DnssecStatus(DnssecMode.REQUIRE, "ns:.", ProbeState.PENDING),
+            "dnssec: require; probe ns:. pending; last probed never",
+            None,
+            id="pending",
+        ),
+        pytest.param(
+            DnssecStatus(DnssecMode.REQUIRE, "ns:.", ProbeState.VALIDATING, "NOERROR, AD set", 4.0),
+            "dnssec: require; probe ns:. validating (NOERROR, AD set); last probed 4.0 s ago",
+            None,
+            id="validating",
+        ),
+        pytest.param(
+            DnssecStatus(
+                DnssecMode.REQUIRE, "ns:.", ProbeState.NOT_VALIDATING, "NOERROR, AD not set", 4.0
+            ),
+            "dnssec: require; probe ns:. not validating (NOERROR, AD not set);"
+            " last probed 4.0 s ago",
+            "DNSSEC validation unavailable: probe ns:. answered without AD",
+            id="not-validating",
+        ),
+    ],
+)
+def test_dnssec_line_and_health(dnssec: DnssecStatus, line: str, problem: str | None) -> None:
+    report = build_report(replace(facts(snapshot()), dnssec=dnssec))
+    assert f"211-{line}\n" in report.text()
+    document = json.loads(report.json())["dnssec"]
+    assert (document["mode"], document["probe_state"]) == (dnssec.mode.value, dnssec.state.value)
+    assert document["last_probed_age_seconds"] == dnssec.last_probed_age
+    if problem is None:
+        assert report.healthy
+    else:
+        assert report.problem is not None
+        assert report.problem.startswith(problem)
+        assert report.text().startswith(f"211-nullmx-milter 1.0.0: UNHEALTHY: {problem}")
+
+
 def test_long_lines_are_cut_to_fit_smtp() -> None:
     many = tuple(f"[2001:db8::{index:x}]:5353" for index in range(60))
     text = build_report(facts(snapshot(), nameservers=many)).text()
@@ -155,13 +210,23 @@ class Clock:
         return self.now
 
 
+def runtimes(
+    config: Config, metrics: Metrics, health: DnsHealth, cache: LookupCache
+) -> RuntimeHolder:
+    """The runtime the daemon builds for `config`, with these health and cache objects."""
+    runtime = build_runtime(config, metrics, source=FakeSource())
+    return RuntimeHolder(
+        dataclasses.replace(runtime, health=health, cache=cache, nameservers=("127.0.0.1:53",))
+    )
+
+
 def test_source_reads_live_health_cache_and_counters() -> None:
     clock = Clock()
     config = load_config(None)
     metrics = Metrics(CollectorRegistry(), runtime_versions("1.0.5", "1.0.1"))
     health = DnsHealth(3, 1.0, clock=clock)
     cache = LookupCache(10, 5.0, 60.0, 5.0, clock=clock)
-    source = StatusSource(config, ("127.0.0.1:53",), health, cache, metrics, clock=clock)
+    source = StatusSource(runtimes(config, metrics, health, cache), metrics, clock=clock)
     cache.put("null.test", MxLookup(MxClass.NULL_MX, 60.0))
     metrics.count_cache("miss")
     health.record(MxClass.NULL_MX, 0.004)
@@ -191,7 +256,7 @@ def test_report_is_cheap_and_needs_no_lookup_path_lock() -> None:
     for _ in range(200):
         health.record(MxClass.MX, 0.002)
     cache = LookupCache(10, 5.0, 60.0, 5.0)
-    source = StatusSource(config, ("127.0.0.1:53",), health, cache, metrics)
+    source = StatusSource(runtimes(config, metrics, health, cache), metrics)
     reports: list[StatusReport] = []
     elapsed: list[float] = []
 
@@ -283,19 +348,15 @@ def test_json_carries_the_same_figures_as_the_text() -> None:
 
 
 def test_source_lists_rejected_domains_from_live_tallies() -> None:
-    config = load_config(None)
     metrics = Metrics(CollectorRegistry(), runtime_versions("1.0.5", "1.0.1"))
-    domains = DomainStats()
-    shown = [2]
-    source = StatusSource(
-        config,
-        ("127.0.0.1:53",),
+    holder = runtimes(
+        config_from_dict({"status": {"top_domains": 2}}),
+        metrics,
         DnsHealth(3, 1.0),
         LookupCache(10, 5.0, 60.0, 5.0),
-        metrics,
-        domains=domains,
-        top_domains=lambda: shown[0],
     )
+    source = StatusSource(holder, metrics)
+    domains = holder.current.domains
     for domain in ["a.test"] * 3 + ["b.test"] * 2 + ["c.test"]:
         domains.rejected.add(domain)
     domains.dns_failing.add("broken.test")
@@ -305,5 +366,11 @@ def test_source_lists_rejected_domains_from_live_tallies() -> None:
         ("b.test", 2),
     ]
     assert document["top_dns_failing_domains"]["domains"][0]["domain"] == "broken.test"
-    shown[0] = 0
+    # A reload that sets top_domains = 0 hides the lists; the counts stay.
+    hidden = build_runtime(
+        config_from_dict({"status": {"top_domains": 0}}), metrics, previous=holder.current
+    )
+    holder.current = hidden
+    assert hidden.domains is domains
     assert "top rejected" not in source.report().text()
+    assert source.report().document["top_rejected_domains"] is None

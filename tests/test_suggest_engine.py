@@ -1,26 +1,26 @@
-"""Suggestions through the engine: the reject path only, learned from accepts, never a
-domain not known to accept mail; and the policy service's one-line question."""
+"""Suggestions through the engine as the runtime builds it: the reject path only, learned
+from accepts, never a domain not known to accept mail; the policy service's question."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
-from nullmx_milter.cache import LookupCache
-from nullmx_milter.config import DEFAULT_RECIPIENT_REPLY, PolicyServiceConfig, RepliesConfig
-from nullmx_milter.dns_health import DnsHealth
+from nullmx_milter.config import config_from_dict
+from nullmx_milter.daemon import build
 from nullmx_milter.domain_stats import DomainStats
 from nullmx_milter.engine import NullMxEngine
-from nullmx_milter.lookup_service import MxLookupService
 from nullmx_milter.metrics import Metrics
 from nullmx_milter.mx import MxClass
-from nullmx_milter.policy import Mode, NullMxPolicy, OnDnsError, SenderCheck, Verdict
+from nullmx_milter.policy import Verdict
 from nullmx_milter.policy_service import PolicyResponder
-from nullmx_milter.reply import ReplyTemplate
-from nullmx_milter.suggest import BUILTIN_PROVIDERS, LearnedDomains, Suggester, SuggestionOutcome
+from nullmx_milter.runtime import RuntimeHolder
+from nullmx_milter.suggest import SuggestionOutcome
 
-from fakes import TEST_VERSIONS, FakeSource
+from fakes import FakeSource
 
 ANSWERS = {
     "gmial.com": MxClass.NULL_MX,
@@ -30,47 +30,22 @@ ANSWERS = {
     "null.example": MxClass.NULL_MX,
     "allowed-gmial.com": MxClass.NULL_MX,
 }
-SUGGESTING_REPLY = (
-    DEFAULT_RECIPIENT_REPLY[0],
-    "Did you mean <{suggestion}>?",
-    *DEFAULT_RECIPIENT_REPLY[1:],
-)
+
+
+def make_runtimes(
+    answers: dict[str, MxClass] | None = None, **tables: dict[str, Any]
+) -> tuple[RuntimeHolder, Metrics]:
+    config = config_from_dict({"policy": {"sender_null_mx": "reject"}, **tables})
+    source = FakeSource(ANSWERS if answers is None else answers)
+    components = build(config, CollectorRegistry(), source=source)
+    return components.runtimes, components.metrics
 
 
 def make_engine(
-    answers: dict[str, MxClass] | None = None,
-    providers: tuple[str, ...] = BUILTIN_PROVIDERS,
-    mode: Mode = Mode.ENFORCE,
-    allowlist: frozenset[str] = frozenset(),
-    min_count: int = 10,
+    answers: dict[str, MxClass] | None = None, **tables: dict[str, Any]
 ) -> tuple[NullMxEngine, Metrics, DomainStats]:
-    metrics = Metrics(CollectorRegistry(), TEST_VERSIONS)
-    domains = DomainStats(LearnedDomains(1000, min_count))
-    lookups = MxLookupService(
-        FakeSource(ANSWERS if answers is None else answers),
-        LookupCache(100, 0, 60, 0),
-        DnsHealth(5, 1),
-        metrics,
-    )
-    suggester = Suggester(providers, domains.learned)
-    engine_box: list[NullMxEngine] = []
-    templates = RepliesConfig().templates()
-    templates = type(templates)(
-        recipient=ReplyTemplate("556", "5.1.10", SUGGESTING_REPLY),
-        sender=templates.sender,
-        tempfail=templates.tempfail,
-    )
-    policy = NullMxPolicy(
-        mode,
-        OnDnsError.ACCEPT,
-        SenderCheck.REJECT,
-        allowlist,
-        templates,
-        suggest=lambda domain: suggester.suggest(domain, engine_box[0].refuses_mail),
-    )
-    engine = NullMxEngine(policy, lookups, metrics, domains=domains)
-    engine_box.append(engine)
-    return engine, metrics, domains
+    holder, metrics = make_runtimes(answers, **tables)
+    return holder.current.engine, metrics, holder.current.domains
 
 
 def sample(metrics: Metrics, name: str, **labels: str) -> float:
@@ -83,13 +58,14 @@ def test_provider_typo_gets_the_line_and_is_counted() -> None:
     assert decision.verdict is Verdict.REJECTED
     assert decision.reply is not None
     assert decision.reply.lines[1] == "Did you mean <jane.doe@gmail.com>?"
+    assert len(decision.reply.lines) == 4
     assert decision.suggested == "jane.doe@gmail.com"
     assert sample(metrics, "nullmx_suggestions_total", outcome="offered") == 1
     assert [entry.item for entry in domains.rejected.top(5)] == ["gmial.com"]
 
 
 def test_learned_after_enough_accepts_and_only_from_recipients_with_a_real_mx() -> None:
-    engine, metrics, _domains = make_engine(min_count=3)
+    engine, metrics, _domains = make_engine(suggestions={"learned_min_count": 3})
     for index in range(2):
         assert (
             engine.check_recipient(f"<u{index}@partner-corp.example>").verdict is Verdict.ACCEPTED
@@ -114,7 +90,9 @@ def test_no_suggestion_when_the_cache_knows_the_candidate_refuses_mail() -> None
 
 
 def test_allowlisted_and_accepted_domains_get_no_suggestion_at_all() -> None:
-    engine, metrics, _domains = make_engine(allowlist=frozenset({"allowed-gmial.com"}))
+    engine, metrics, _domains = make_engine(
+        policy={"sender_null_mx": "reject", "allowlist": ["allowed-gmial.com"]}
+    )
     assert engine.check_recipient("<a@allowed-gmial.com>").suggestion is None
     assert engine.check_recipient("<a@gmail.com>").suggestion is None
     assert (
@@ -124,15 +102,15 @@ def test_allowlisted_and_accepted_domains_get_no_suggestion_at_all() -> None:
 
 
 def test_dry_run_computes_it_for_the_log_but_sends_nothing() -> None:
-    engine, _metrics, _domains = make_engine(mode=Mode.DRY_RUN)
+    engine, _metrics, _domains = make_engine(policy={"mode": "dry-run"})
     decision = engine.check_recipient("<jane@gmial.com>")
     assert decision.verdict is Verdict.WOULD_REJECT and decision.reply is None
     assert decision.suggested == "jane@gmail.com"
 
 
 def test_policy_service_appends_the_question() -> None:
-    engine, metrics, _domains = make_engine()
-    service = PolicyResponder(engine, metrics, PolicyServiceConfig().replies())
+    holder, metrics = make_runtimes()
+    service = PolicyResponder(holder, metrics)
     request = {"request": "smtpd_access_policy", "protocol_state": "RCPT"}
     action = service.respond({**request, "recipient": "jane@gmial.com"})
     assert action.startswith("556 5.1.10 gmial.com publishes a null MX record (RFC 7505)")
@@ -159,7 +137,9 @@ def test_never_suggests_a_domain_not_known_to_accept_mail(
     answers: dict[str, MxClass], recipients: list[str]
 ) -> None:
     providers = ("gmail.com", "mail.com", "gmx.com")
-    engine, _metrics, _domains = make_engine(dict(answers), providers=providers, min_count=2)
+    engine, _metrics, _domains = make_engine(
+        dict(answers), suggestions={"providers": list(providers), "learned_min_count": 2}
+    )
     accepted: dict[str, int] = {}
     looked_up: set[str] = set()
     for domain in recipients:
@@ -178,3 +158,21 @@ def test_never_suggests_a_domain_not_known_to_accept_mail(
             looked_up.add(decision.address.domain)
             if decision.verdict is Verdict.ACCEPTED and lookup.mx_class is MxClass.MX:
                 accepted[decision.address.domain] = accepted.get(decision.address.domain, 0) + 1
+
+
+def test_suggestions_off() -> None:
+    engine, _metrics, _domains = make_engine(suggestions={"enabled": False})
+    decision = engine.check_recipient("<jane@gmial.com>")
+    assert decision.suggestion is None
+    assert decision.reply is not None and len(decision.reply.lines) == 3
+
+
+def test_extra_providers_extend_the_list() -> None:
+    engine, _metrics, _domains = make_engine(
+        {"partner-crop.example": MxClass.NULL_MX, "gmial.com": MxClass.NULL_MX},
+        suggestions={"extra_providers": ["partner-corp.example"]},
+    )
+    assert engine.check_recipient("<bob@partner-crop.example>").suggested == (
+        "bob@partner-corp.example"
+    )
+    assert engine.check_recipient("<jane@gmial.com>").suggested == "jane@gmail.com"

@@ -6,8 +6,19 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from nullmx_milter.mx import MxLookup
+
+
+@dataclass(frozen=True, slots=True)
+class CacheLimits:
+    """How many lookups are kept and for how long; swapped whole by a config reload."""
+
+    max_entries: int
+    min_ttl: float
+    max_ttl: float
+    failure_ttl: float
 
 
 class LookupCache:
@@ -27,10 +38,7 @@ class LookupCache:
     ) -> None:
         self._entries: OrderedDict[str, tuple[float, MxLookup]] = OrderedDict()
         self._lock = threading.Lock()
-        self._max_entries = max_entries
-        self._min_ttl = min_ttl
-        self._max_ttl = max_ttl
-        self._failure_ttl = failure_ttl
+        self.limits = CacheLimits(max_entries, min_ttl, max_ttl, failure_ttl)
         self._clock = clock
 
     def __len__(self) -> int:
@@ -49,20 +57,36 @@ class LookupCache:
             self._entries.move_to_end(domain)
             return lookup
 
-    def lifetime(self, lookup: MxLookup) -> float:
+    def configure(self, limits: CacheLimits) -> None:
+        """New limits (a reload): entries stay; a smaller size takes effect at once."""
+        with self._lock:
+            self.limits = limits
+            self._trim(limits.max_entries)
+
+    def clear(self) -> None:
+        """Forget every lookup (a reload changed the nameservers they came from)."""
+        with self._lock:
+            self._entries.clear()
+
+    def lifetime(self, lookup: MxLookup, limits: CacheLimits | None = None) -> float:
         """How many seconds `lookup` stays cached."""
+        limits = limits or self.limits
         if lookup.mx_class.is_failure:
-            return self._failure_ttl
-        return min(max(lookup.ttl, self._min_ttl), self._max_ttl)
+            return limits.failure_ttl
+        return min(max(lookup.ttl, limits.min_ttl), limits.max_ttl)
 
     def put(self, domain: str, lookup: MxLookup) -> None:
         """Remember `lookup`, evicting the least recently used entry when full."""
-        lifetime = self.lifetime(lookup)
-        if lifetime <= 0 or self._max_entries <= 0:
+        limits = self.limits
+        lifetime = self.lifetime(lookup, limits)
+        if lifetime <= 0 or limits.max_entries <= 0:
             return
         expires = self._clock() + lifetime
         with self._lock:
             self._entries[domain] = (expires, lookup)
             self._entries.move_to_end(domain)
-            while len(self._entries) > self._max_entries:
-                self._entries.popitem(last=False)
+            self._trim(limits.max_entries)
+
+    def _trim(self, max_entries: int) -> None:
+        while len(self._entries) > max_entries:
+            self._entries.popitem(last=False)

@@ -7,10 +7,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from nullmx_milter import __version__, daemon, status_client
+from nullmx_milter import __version__, daemon, runtime, status_client
 from nullmx_milter.config import Config, load_config
+from nullmx_milter.dnssec import DnssecMode
 from nullmx_milter.errors import ConfigError
-from nullmx_milter.policy import Decision
+from nullmx_milter.policy import NULL_MX_UNAUTHENTICATED, Decision
 
 EXIT_CONFIG = 2
 
@@ -56,7 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _describe(argument: str, decision: Decision) -> list[str]:
+def _describe(argument: str, decision: Decision, dnssec: bool) -> list[str]:
+    """The check's lines for one address; `dnssec` adds whether DNSSEC authenticated it."""
     address = decision.address
     lookup = decision.lookup
     lines = [
@@ -69,6 +71,11 @@ def _describe(argument: str, decision: Decision) -> list[str]:
         if lookup.canonical_name and lookup.canonical_name != address.domain:
             lines.append(f"cname:    {lookup.canonical_name}")
         lines.append(f"class:    {lookup.mx_class.value}")
+        if dnssec:
+            authenticated = (
+                "authenticated (AD set)" if lookup.authenticated else "not authenticated"
+            )
+            lines.append(f"dnssec:   {authenticated}")
     lines.append(f"verdict:  {decision.verdict.value} ({decision.reason})")
     suggestion = decision.suggestion
     if suggestion is not None:
@@ -78,6 +85,8 @@ def _describe(argument: str, decision: Decision) -> list[str]:
             if decision.suggested
             else f"suggest:  none ({suggestion.outcome.value})"
         )
+    if decision.reason == NULL_MX_UNAUTHENTICATED:
+        lines.append("note:     null MX, not DNSSEC-authenticated: accepted")
     if decision.reply is not None:
         wire = decision.reply.wire_lines()
         lines.append(f"reply:    {wire[0]}")
@@ -89,17 +98,18 @@ def _describe(argument: str, decision: Decision) -> list[str]:
 
 def _check(config: Config, addresses: Sequence[str], as_sender: bool) -> int:
     engine = daemon.build(config).engine
+    dnssec = config.dns.dnssec is DnssecMode.REQUIRE
     blocks = []
     for argument in addresses:
         decision = engine.check_sender(argument) if as_sender else engine.check_recipient(argument)
-        blocks.append("\n".join(_describe(argument, decision)))
+        blocks.append("\n".join(_describe(argument, decision, dnssec)))
     print("\n\n".join(blocks))
     return 0
 
 
 def _show_config(config: Config) -> int:
     print("config OK")
-    for section in ("milter", "dns", "cache", "policy", "metrics", "log"):
+    for section in ("milter", "dns", "cache", "policy", "metrics", "log", "policy_service"):
         print(f"[{section}] {getattr(config, section)}")
     return 0
 
@@ -126,10 +136,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"nullmx-milter: config error: {error}", file=sys.stderr)
         return EXIT_CONFIG
-    if args.command == "check":
-        return _check(config, args.addresses, args.sender)
     if args.command == "status":
         return _status(config, args.url, args.json)
+    try:
+        # Reads /etc/resolv.conf when no nameserver is configured, so not part of loading.
+        runtime.check_dns_trust(config)
+    except ConfigError as error:
+        print(f"nullmx-milter: config error: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.command == "check":
+        return _check(config, args.addresses, args.sender)
     if args.command == "check-config":
         return _show_config(config)
     refusal = daemon.refuse_root(args.allow_root)
@@ -137,4 +153,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"nullmx-milter: {refusal}", file=sys.stderr)
         return EXIT_CONFIG
     daemon.configure_logging(config)
-    return daemon.serve(config)
+    return daemon.serve(config, args.config)

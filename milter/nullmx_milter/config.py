@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
-import re
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -11,20 +9,35 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from nullmx_milter.address import to_a_label
-from nullmx_milter.dns_lookup import Nameserver
+from nullmx_milter.dnssec import (
+    DEFAULT_PROBE,
+    DEFAULT_PROBE_QUERY,
+    DnssecMode,
+    ProbeQuery,
+    parse_probe,
+    trust_problem,
+)
+from nullmx_milter.endpoints import Nameserver, check_listen, check_socket, parse_nameserver
 from nullmx_milter.errors import ConfigError, ReplyError
-from nullmx_milter.policy import Mode, OnDnsError, ReplyTemplates, SenderCheck
-from nullmx_milter.policy_service import PolicyReplies
+from nullmx_milter.header_check import HeaderFromCheck
+from nullmx_milter.policy import Mode, OnDnsError, SenderCheck
 from nullmx_milter.reply import ReplyTemplate
+from nullmx_milter.suggest import BUILTIN_PROVIDERS
 
 DEFAULT_RECIPIENT_REPLY = (
     "<{address}>: Recipient address rejected: {domain} does not accept mail",
+    "Did you mean <{suggestion}>?",
     "{domain} publishes a null MX record (RFC 7505): it has declared that it receives no email",
     "Check the address for a typo, or reach the recipient another way",
 )
 DEFAULT_SENDER_REPLY = (
     "<{address}>: Sender address rejected: {domain} does not accept mail",
     "{domain} publishes a null MX record (RFC 7505): replies and bounces could never reach you",
+    "Send from an address in a domain that accepts mail",
+)
+DEFAULT_HEADER_FROM_REPLY = (
+    "<{address}>: Sender address rejected: the From header's domain {domain} does not accept mail",
+    "{domain} publishes a null MX record (RFC 7505): replies to this message could never arrive",
     "Send from an address in a domain that accepts mail",
 )
 DEFAULT_TEMPFAIL_REPLY = (
@@ -41,10 +54,11 @@ DEFAULT_POLICY_SERVICE_TEMPFAIL_REPLY = (
     "DNS lookup of the MX records of {domain} failed; try again later"
 )
 LOG_LEVELS = ("debug", "info", "warning", "error")
+# Bounds that keep the tallies' memory and the status report's size sensible.
+MAX_LEARNED_DOMAINS = 100_000
+MAX_TOP_DOMAINS = 100
 
-_SOCKET_INET = re.compile(r"(inet|inet6):([0-9]{1,5})@(\S+)\Z")
-
-EnumT = TypeVar("EnumT", Mode, OnDnsError, SenderCheck)
+EnumT = TypeVar("EnumT", Mode, OnDnsError, SenderCheck, DnssecMode, HeaderFromCheck)
 
 
 @dataclass(frozen=True)
@@ -66,6 +80,11 @@ class DnsConfig:
     timeout: float = 2.0
     fail_fast_after: int = 5
     probe_interval: float = 1.0
+    # README "DNSSEC": reject only on an authenticated null MX, from a trusted resolver.
+    dnssec: DnssecMode = DnssecMode.OFF
+    resolver_path_trusted: bool = False
+    dnssec_probe: ProbeQuery | None = DEFAULT_PROBE_QUERY
+    dnssec_probe_interval: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -85,14 +104,7 @@ class RepliesConfig:
     recipient: tuple[str, ...] = DEFAULT_RECIPIENT_REPLY
     sender: tuple[str, ...] = DEFAULT_SENDER_REPLY
     tempfail: tuple[str, ...] = DEFAULT_TEMPFAIL_REPLY
-
-    def templates(self) -> ReplyTemplates:
-        """The compiled templates (validated when the config was loaded)."""
-        return ReplyTemplates(
-            recipient=ReplyTemplate("556", "5.1.10", self.recipient),
-            sender=ReplyTemplate("550", "5.7.27", self.sender),
-            tempfail=ReplyTemplate("451", "4.4.3", self.tempfail),
-        )
+    header_from: tuple[str, ...] = DEFAULT_HEADER_FROM_REPLY
 
 
 @dataclass(frozen=True)
@@ -102,6 +114,7 @@ class PolicyConfig:
     mode: Mode = Mode.ENFORCE
     on_dns_error: OnDnsError = OnDnsError.ACCEPT
     sender_null_mx: SenderCheck = SenderCheck.OFF
+    header_from_null_mx: HeaderFromCheck = HeaderFromCheck.OFF
     allowlist: frozenset[str] = frozenset()
     replies: RepliesConfig = field(default_factory=RepliesConfig)
 
@@ -123,14 +136,6 @@ class PolicyServiceConfig:
     sender_reply: str = DEFAULT_POLICY_SERVICE_SENDER_REPLY
     tempfail_reply: str = DEFAULT_POLICY_SERVICE_TEMPFAIL_REPLY
 
-    def replies(self) -> PolicyReplies:
-        """The one-line templates (validated when the config was loaded)."""
-        return PolicyReplies(
-            recipient=ReplyTemplate("556", "5.1.10", (self.recipient_reply,)),
-            sender=ReplyTemplate("550", "5.7.27", (self.sender_reply,)),
-            tempfail=ReplyTemplate("451", "4.4.3", (self.tempfail_reply,)),
-        )
-
 
 @dataclass(frozen=True)
 class LogConfig:
@@ -138,6 +143,24 @@ class LogConfig:
 
     level: str = "info"
     syslog: bool = False
+
+
+@dataclass(frozen=True)
+class SuggestionsConfig:
+    """[suggestions]: "did you mean" for rejected recipients (README "Did you mean")."""
+
+    enabled: bool = True
+    providers: tuple[str, ...] = BUILTIN_PROVIDERS
+    extra_providers: tuple[str, ...] = ()
+    learned_domains: int = 1000
+    learned_min_count: int = 10
+
+
+@dataclass(frozen=True)
+class StatusConfig:
+    """[status]: the 211 status report (text and JSON)."""
+
+    top_domains: int = 10
 
 
 @dataclass(frozen=True)
@@ -151,6 +174,8 @@ class Config:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     log: LogConfig = field(default_factory=LogConfig)
     policy_service: PolicyServiceConfig = field(default_factory=PolicyServiceConfig)
+    suggestions: SuggestionsConfig = field(default_factory=SuggestionsConfig)
+    status: StatusConfig = field(default_factory=StatusConfig)
 
 
 class _Table:
@@ -223,60 +248,6 @@ def _toml_type(value: object) -> str:
     )
 
 
-def split_host_port(spec: str) -> tuple[str, int | None]:
-    """'host', 'host:port', bare IPv6, or '[v6]' / '[v6]:port' -> (host, port or None)."""
-    if spec.startswith("["):
-        close = spec.find("]")
-        rest = spec[close + 1 :] if close > 0 else None
-        if rest is None or (rest and not rest.startswith(":")):
-            raise ValueError(f"{spec!r} is not [v6] or [v6]:port")
-        return spec[1:close], _port(rest[1:]) if rest else None
-    if spec.count(":") > 1:
-        return spec, None
-    host, colon, port = spec.partition(":")
-    if not host:
-        raise ValueError(f"{spec!r} has no host")
-    return host, _port(port) if colon else None
-
-
-def _port(text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= 65535:
-        raise ValueError(f"port {text!r} is not a number from 1 to 65535")
-    return int(text)
-
-
-def parse_nameserver(spec: str) -> Nameserver:
-    """A nameserver entry; dnspython needs IP addresses, not names."""
-    host, port = split_host_port(spec)
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        raise ValueError(f"{host!r} is not an IP address") from None
-    return Nameserver(host, 53 if port is None else port)
-
-
-def check_socket(spec: str) -> str:
-    """A libmilter socket spec: inet:PORT@HOST, inet6:PORT@HOST or unix:/absolute/path."""
-    match = _SOCKET_INET.match(spec)
-    if match:
-        if not 1 <= int(match.group(2)) <= 65535:
-            raise ValueError(f"port {match.group(2)} is out of range")
-        return spec
-    for prefix in ("unix:", "local:"):
-        if spec.startswith(prefix):
-            if not spec[len(prefix) :].startswith("/"):
-                raise ValueError("a unix socket needs an absolute path")
-            return spec
-    raise ValueError(f"{spec!r} is not inet:PORT@HOST, inet6:PORT@HOST or unix:/path")
-
-
-def check_listen(spec: str) -> str:
-    """'' (off), 'host:port' or '[v6]:port'."""
-    if spec and split_host_port(spec)[1] is None:
-        raise ValueError(f"{spec!r} has no port; write host:port, [v6]:port or '' (off)")
-    return spec
-
-
 def _checked(key: str, check: Callable[[str], Any], value: str) -> Any:
     try:
         return check(value)
@@ -290,14 +261,28 @@ def _replies(table: _Table) -> RepliesConfig:
         recipient=table.strings("recipient", defaults.recipient),
         sender=table.strings("sender", defaults.sender),
         tempfail=table.strings("tempfail", defaults.tempfail),
+        header_from=table.strings("header_from", defaults.header_from),
     )
     table.finish()
-    for name in ("recipient", "sender", "tempfail"):
+    for name in ("recipient", "sender", "tempfail", "header_from"):
         try:
-            ReplyTemplate("556", "5.1.10", getattr(replies, name))
+            template = ReplyTemplate("556", "5.1.10", getattr(replies, name))
         except ReplyError as error:
             raise ConfigError(table.key(name), str(error)) from None
+        if template.uses_suggestion and name != "recipient":
+            raise ConfigError(table.key(name), "only the recipient reply can use {suggestion}")
     return replies
+
+
+def _domains(table: _Table, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    """A list of domain names in A-label form, duplicates dropped, order kept."""
+    domains: dict[str, None] = {}
+    for entry in table.strings(name, default):
+        a_label = to_a_label(entry)
+        if a_label is None or "." not in a_label:
+            raise ConfigError(table.key(name), f"{entry!r} is not a domain name")
+        domains[a_label] = None
+    return tuple(domains)
 
 
 def _allowlist(table: _Table) -> frozenset[str]:
@@ -343,9 +328,26 @@ def config_from_dict(raw: dict[str, Any]) -> Config:
         probe_interval=dns.number(
             "probe_interval", default.dns.probe_interval, 0.0, inclusive=False
         ),
+        dnssec=dns.choice("dnssec", default.dns.dnssec),
+        resolver_path_trusted=dns.flag("resolver_path_trusted", default.dns.resolver_path_trusted),
+        dnssec_probe=_checked(
+            dns.key("dnssec_probe"), parse_probe, dns.text("dnssec_probe", DEFAULT_PROBE)
+        ),
+        dnssec_probe_interval=dns.number(
+            "dnssec_probe_interval", default.dns.dnssec_probe_interval, 0.0, inclusive=False
+        ),
     )
     if dns_config.timeout > 30:
         raise ConfigError(dns.key("timeout"), "must be <= 30 (MTAs give a milter about 30 s)")
+    if servers:
+        # The system resolver's addresses are checked where the resolver is built.
+        problem = trust_problem(
+            dns_config.dnssec,
+            tuple(server.host for server in servers),
+            dns_config.resolver_path_trusted,
+        )
+        if problem:
+            raise ConfigError(dns.key("nameservers"), problem)
     dns.finish()
 
     cache = root.table("cache")
@@ -364,6 +366,9 @@ def config_from_dict(raw: dict[str, Any]) -> Config:
         mode=policy.choice("mode", default.policy.mode),
         on_dns_error=policy.choice("on_dns_error", default.policy.on_dns_error),
         sender_null_mx=policy.choice("sender_null_mx", default.policy.sender_null_mx),
+        header_from_null_mx=policy.choice(
+            "header_from_null_mx", default.policy.header_from_null_mx
+        ),
         allowlist=_allowlist(policy),
         replies=_replies(policy.table("replies")),
     )
@@ -399,10 +404,36 @@ def config_from_dict(raw: dict[str, Any]) -> Config:
         _checked(service.key("listen"), check_socket, service_config.listen)
     for name in ("recipient_reply", "sender_reply", "tempfail_reply"):
         try:
+            # One line that used {suggestion} would leave nothing: ReplyTemplate refuses it.
             ReplyTemplate("556", "5.1.10", (getattr(service_config, name),))
         except ReplyError as error:
             raise ConfigError(service.key(name), str(error)) from None
     service.finish()
+
+    suggestions = root.table("suggestions")
+    suggestions_default = default.suggestions
+    suggestions_config = SuggestionsConfig(
+        enabled=suggestions.flag("enabled", suggestions_default.enabled),
+        providers=_domains(suggestions, "providers", suggestions_default.providers),
+        extra_providers=_domains(suggestions, "extra_providers", ()),
+        learned_domains=suggestions.integer(
+            "learned_domains", suggestions_default.learned_domains, 0
+        ),
+        learned_min_count=suggestions.integer(
+            "learned_min_count", suggestions_default.learned_min_count, 1
+        ),
+    )
+    if suggestions_config.learned_domains > MAX_LEARNED_DOMAINS:
+        raise ConfigError(suggestions.key("learned_domains"), f"must be <= {MAX_LEARNED_DOMAINS:,}")
+    suggestions.finish()
+
+    status = root.table("status")
+    status_config = StatusConfig(
+        top_domains=status.integer("top_domains", default.status.top_domains, 0)
+    )
+    if status_config.top_domains > MAX_TOP_DOMAINS:
+        raise ConfigError(status.key("top_domains"), f"must be <= {MAX_TOP_DOMAINS}")
+    status.finish()
 
     root.finish()
     return Config(
@@ -413,6 +444,8 @@ def config_from_dict(raw: dict[str, Any]) -> Config:
         metrics_config,
         log_config,
         service_config,
+        suggestions_config,
+        status_config,
     )
 
 

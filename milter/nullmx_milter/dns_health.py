@@ -50,6 +50,12 @@ class DnsHealth:
         self._last_failure: float | None = None
         self._recent: deque[tuple[bool, float]] = deque(maxlen=_RECENT)
 
+    def configure(self, trip_after: int, probe_interval: float) -> None:
+        """New fail-fast settings (a reload); the count of timeouts in a row stays."""
+        with self._lock:
+            self._trip_after = trip_after
+            self._probe_interval = probe_interval
+
     def _tripped(self) -> bool:
         return 0 < self._trip_after <= self._consecutive_timeouts
 

@@ -11,11 +11,14 @@ import dns.exception
 import dns.flags
 import dns.message
 import dns.name
+import dns.rcode
 import dns.rdatatype
 import dns.rdtypes.ANY.MX
 import dns.resolver
 
 from nullmx_milter.dns_fast import FastMxQuery
+from nullmx_milter.dnssec import ProbeAnswer, ProbeQuery
+from nullmx_milter.endpoints import Nameserver
 from nullmx_milter.mx import MxClass, MxLookup, classify_exchanges
 
 _MAX_CNAME_HOPS = 8
@@ -45,20 +48,11 @@ class _Interner(Generic[HashableT]):
         return value
 
 
-@dataclass(frozen=True, slots=True)
-class Nameserver:
-    """A DNS server to send queries to: an IP address and a port."""
-
-    host: str
-    port: int = 53
-
-    def __str__(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
-
-
 def _negative_ttl(response: dns.message.Message | None) -> float:
-    if not isinstance(response, dns.message.QueryMessage):
+    # Checked here: dnspython 2.9 gives a negative answer without SOA a TTL of 300.
+    if not isinstance(response, dns.message.QueryMessage) or not any(
+        rrset.rdtype == dns.rdatatype.SOA for rrset in response.authority
+    ):
         return _TTL_WITHOUT_SOA
     try:
         return float(response.resolve_chaining().minimum_ttl)
@@ -168,6 +162,30 @@ class MxResolver:
             chain_authenticated = chain_authenticated and result.authenticated
             qname = result.target
         return MxLookup(MxClass.ERROR, 0.0, "CNAME chain too long")
+
+    def probe(self, query: ProbeQuery) -> ProbeAnswer:
+        """Ask the configured servers `query` (DO and AD set with `dnssec`, as for MX) and
+        report whether the answer came back validated. Never raises for DNS trouble."""
+        try:
+            answer = self._resolver.resolve(
+                query.name, query.rdtype, search=False, raise_on_no_answer=False
+            )
+            response: dns.message.Message | None = answer.response
+        except dns.resolver.NXDOMAIN as error:
+            responses: dict[dns.name.Name, dns.message.Message] = error.kwargs["responses"]
+            response = next(iter(responses.values()), None)
+        except dns.resolver.NoNameservers as error:
+            return ProbeAnswer(False, False, _describe_errors(error)[1])
+        except dns.exception.DNSException as error:
+            return ProbeAnswer(False, False, f"{type(error).__name__}: {error}")
+        if response is None:
+            return ProbeAnswer(False, False, "no response")
+        authenticated = bool(response.flags & dns.flags.AD)
+        return ProbeAnswer(
+            True,
+            authenticated,
+            f"{dns.rcode.to_text(response.rcode())}, AD {'set' if authenticated else 'not set'}",
+        )
 
     def _compact(self, lookup: MxLookup, domain: str) -> MxLookup:
         """The same lookup made of shared parts (canonical_name "" without a CNAME), so

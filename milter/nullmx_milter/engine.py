@@ -11,7 +11,7 @@ from nullmx_milter.header_check import HeaderDecision, HeaderVerdict, check_head
 from nullmx_milter.lookup_service import MxLookupService
 from nullmx_milter.metrics import Metrics
 from nullmx_milter.mx import MxClass, MxLookup
-from nullmx_milter.policy import Decision, NullMxPolicy, Role, Verdict
+from nullmx_milter.policy import NULL_MX_UNAUTHENTICATED, Decision, NullMxPolicy, Role, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,8 @@ class NullMxEngine:
         if decision is None:
             lookup = self._lookups.lookup(address.domain)
             decision = self.policy.decide(address, lookup, role)
+            if decision.reason == NULL_MX_UNAUTHENTICATED:
+                self._metrics.count_unauthenticated_null_mx(role)
             self._tally(decision, lookup, role)
         return decision
 
@@ -63,17 +65,12 @@ class NullMxEngine:
         if mx_class is MxClass.MX:
             if role is Role.RECIPIENT and decision.verdict is Verdict.ACCEPTED:
                 domains.learned.record(decision.address.domain)
-        elif mx_class is MxClass.NULL_MX:
+        elif decision.verdict in (Verdict.REJECTED, Verdict.WOULD_REJECT):
             domains.rejected.add(decision.address.domain)
             if decision.suggestion is not None:
                 self._metrics.count_suggestion(decision.suggestion.outcome)
         elif mx_class.is_failure:
             domains.dns_failing.add(decision.address.domain)
-
-    def refuses_mail(self, domain: str) -> bool:
-        """Whether the cache knows `domain` to receive no mail (no DNS query is sent)."""
-        cached = self._lookups.cached(domain)
-        return cached is not None and cached.mx_class in (MxClass.NULL_MX, MxClass.NXDOMAIN)
 
     def check_header_from(self, values: Sequence[str]) -> HeaderDecision:
         """The decision for a message's From header fields (RFC 7505 §4.1)."""
@@ -113,7 +110,10 @@ def log_decision(
     notable = (
         decision.verdict not in (Verdict.ACCEPTED, Verdict.SKIPPED)
         or decision.address.kind is AddressKind.INVALID
-        or (lookup is not None and (lookup.mx_class is MxClass.MIXED or lookup.mx_class.is_failure))
+        or (
+            lookup is not None
+            and (lookup.mx_class in (MxClass.MIXED, MxClass.NULL_MX) or lookup.mx_class.is_failure)
+        )
     )
     level = logging.INFO if notable else logging.DEBUG
     if not log.isEnabledFor(level):

@@ -12,12 +12,15 @@ from urllib.parse import urlsplit
 import prometheus_client
 from prometheus_client import CollectorRegistry
 
-from nullmx_milter.config import split_host_port
+from nullmx_milter.endpoints import split_host_port
 from nullmx_milter.status_report import StatusReport
 
 log = logging.getLogger(__name__)
 
 StatusProvider = Callable[[], StatusReport]
+# How often a serving loop looks for a stop request: stop() waits up to this long, and the
+# daemon is to exit within a second of SIGTERM.
+SHUTDOWN_POLL_SECONDS = 0.1
 TEXT = "text/plain; charset=utf-8"
 JSON = "application/json"
 
@@ -91,7 +94,10 @@ class MetricsServer:
         self._server = server_class((host, port or 0), handler)
         self._server.status = status
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="metrics-http", daemon=True
+            target=self._server.serve_forever,
+            args=(SHUTDOWN_POLL_SECONDS,),
+            name="metrics-http",
+            daemon=True,
         )
 
     @property

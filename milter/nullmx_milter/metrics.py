@@ -9,19 +9,26 @@ import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from nullmx_milter import __version__
+from nullmx_milter.dnssec import ProbeState
 from nullmx_milter.header_check import HeaderVerdict
 from nullmx_milter.mx import MxClass
-from nullmx_milter.policy import Verdict
-from nullmx_milter.reply import Reply
+from nullmx_milter.policy import Role, Verdict
+from nullmx_milter.reply import (
+    DNS_TEMPFAIL_CODES,
+    NULL_MX_RECIPIENT_CODES,
+    NULL_MX_SENDER_CODES,
+    Reply,
+)
 from nullmx_milter.suggest import SuggestionOutcome
 
 # Every reply the engine can build; codes are fixed, only the text is configurable.
-REPLY_CODES = (("556", "5.1.10"), ("550", "5.7.27"), ("451", "4.4.3"))
+REPLY_CODES = (NULL_MX_RECIPIENT_CODES, NULL_MX_SENDER_CODES, DNS_TEMPFAIL_CODES)
 CALLBACK_STAGES = ("envfrom", "envrcpt", "header", "eoh", "policy")
 # "exim": policy-service requests with reply_format=exim (config/exim/).
 FRONTENDS = ("milter", "policy", "exim")
 POLICY_REQUEST_RESULTS = ("ok", "malformed")
 CACHE_RESULTS = ("hit", "miss", "coalesced")
+RELOAD_RESULTS = ("success", "failure")
 LATENCY_BUCKETS = (
     0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
     0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -119,6 +126,39 @@ class Metrics:
             registry=registry,
         )
         self._errors = {stage: errors.labels(stage) for stage in CALLBACK_STAGES}
+        unauthenticated = Counter(
+            "nullmx_null_mx_unauthenticated",
+            "Null MX answers accepted because they were not DNSSEC-authenticated"
+            ' (dns.dnssec = "require"), by role.',
+            ["role"],
+            registry=registry,
+        )
+        self._unauthenticated = {role: unauthenticated.labels(role.value) for role in Role}
+        probe_state = Gauge(
+            "nullmx_dnssec_probe_state",
+            "The DNSSEC validation probe's last result: 1 for the current state, 0 for the others.",
+            ["state"],
+            registry=registry,
+        )
+        self._probe_state = {state: probe_state.labels(state.value) for state in ProbeState}
+        # Named as Prometheus names its own (prometheus_config_last_reload_successful, ...).
+        self._reload_successful = Gauge(
+            "nullmx_config_last_reload_successful",
+            "Whether the last config load (start or reload) succeeded.",
+            registry=registry,
+        )
+        self._reload_success_time = Gauge(
+            "nullmx_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful config load (start or reload).",
+            registry=registry,
+        )
+        reloads = Counter(
+            "nullmx_config_reloads",
+            "Config reloads (SIGUSR1), by result; a failed one leaves the running config.",
+            ["result"],
+            registry=registry,
+        )
+        self._reloads = {result: reloads.labels(result) for result in RELOAD_RESULTS}
         suggestions = Counter(
             "nullmx_suggestions",
             'Null-MX rejections by "did you mean" outcome (offered, tie: abstained, none).',
@@ -147,6 +187,19 @@ class Metrics:
         self._replies[(reply.code, reply.enhanced)].inc()
         self._frontend_replies[(frontend, reply.code, reply.enhanced)].inc()
 
+    def config_loaded(self, unix_time: float) -> None:
+        """The config in force was loaded (at start) or reloaded at `unix_time`."""
+        self._reload_successful.set(1)
+        self._reload_success_time.set(unix_time)
+
+    def count_reload(self, *, succeeded: bool, unix_time: float) -> None:
+        """A SIGUSR1 reload ended; a failed one leaves the config in force."""
+        self._reloads["success" if succeeded else "failure"].inc()
+        if succeeded:
+            self.config_loaded(unix_time)
+        else:
+            self._reload_successful.set(0)
+
     def count_policy_request(self, result: str) -> None:
         self._policy_requests[result].inc()
 
@@ -170,6 +223,13 @@ class Metrics:
 
     def track_cache_size(self, size: Callable[[], float]) -> None:
         self._cache_entries.set_function(size)
+
+    def count_unauthenticated_null_mx(self, role: Role) -> None:
+        self._unauthenticated[role].inc()
+
+    def set_dnssec_probe_state(self, current: ProbeState) -> None:
+        for state, gauge in self._probe_state.items():
+            gauge.set(1 if state is current else 0)
 
     def connection_opened(self) -> None:
         self._connections.inc()

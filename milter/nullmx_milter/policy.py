@@ -7,10 +7,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from nullmx_milter.address import AddressKind, ParsedAddress
+from nullmx_milter.dnssec import DnssecMode
 from nullmx_milter.header_check import HeaderFromCheck
 from nullmx_milter.mx import MxClass, MxLookup
 from nullmx_milter.reply import Reply, ReplyTemplate
 from nullmx_milter.suggest import Suggestion, suggested_address
+
+# The reason of a null MX let through because DNSSEC did not authenticate it.
+NULL_MX_UNAUTHENTICATED = "null_mx_unauthenticated"
 
 
 class Role(enum.Enum):
@@ -83,7 +87,11 @@ class ReplyTemplates:
 
 
 class NullMxPolicy:
-    """RFC 7505 policy: reject null-MX domains, never reject on doubt."""
+    """RFC 7505 policy: reject null-MX domains, never reject on doubt.
+
+    Under `dnssec = DnssecMode.REQUIRE` a null MX counts only when DNSSEC authenticated it
+    (`MxLookup.authenticated`); an unauthenticated one is accepted with its own reason.
+    """
 
     def __init__(
         self,
@@ -93,6 +101,7 @@ class NullMxPolicy:
         allowlist: frozenset[str],
         templates: ReplyTemplates,
         *,
+        dnssec: DnssecMode = DnssecMode.OFF,
         suggest: Callable[[str], Suggestion] | None = None,
         header_from: HeaderFromCheck = HeaderFromCheck.OFF,
         header_from_template: ReplyTemplate | None = None,
@@ -106,6 +115,7 @@ class NullMxPolicy:
         self._allowlist = allowlist
         self._templates = {Role.RECIPIENT: templates.recipient, Role.SENDER: templates.sender}
         self._tempfail = templates.tempfail
+        self._require_authenticated = dnssec is DnssecMode.REQUIRE
         # Called with a domain proved to receive no mail, on the reject path only.
         self._suggest = suggest
         self.header_from = header_from
@@ -140,6 +150,8 @@ class NullMxPolicy:
         """The decision for a looked-up domain."""
         mx_class = lookup.mx_class
         if mx_class is MxClass.NULL_MX:
+            if self._require_authenticated and not lookup.authenticated:
+                return Decision(Verdict.ACCEPTED, NULL_MX_UNAUTHENTICATED, address, lookup=lookup)
             suggestion = None
             if role is Role.RECIPIENT and self._suggest is not None:
                 suggestion = self._suggest(address.domain)

@@ -14,19 +14,15 @@ import socketserver
 import threading
 import traceback
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
+from nullmx_milter.endpoints import unix_path
 from nullmx_milter.engine import NullMxEngine, log_decision, log_safe
+from nullmx_milter.http_server import SHUTDOWN_POLL_SECONDS
 from nullmx_milter.metrics import Metrics
-from nullmx_milter.policy import Decision, Role, Verdict
-from nullmx_milter.reply import (
-    ADDRESS_DISPLAY_CHARS,
-    SMTP_LINE_OCTETS,
-    Reply,
-    sanitise,
-    ReplyTemplate,
-)
+from nullmx_milter.policy import Decision, ReplyTemplates, Role, Verdict
+from nullmx_milter.reply import ADDRESS_DISPLAY_CHARS, SMTP_LINE_OCTETS, Reply, sanitise
+from nullmx_milter.runtime import RuntimeHolder
 
 log = logging.getLogger(__name__)
 
@@ -39,16 +35,6 @@ REPLY_FORMAT = "reply_format"
 EXIM_FORMAT = "exim"
 # Reply lines are printable ASCII (reply.Reply checks it), so a TAB can only be a separator.
 EXIM_LINE_SEPARATOR = "\t"
-
-
-@dataclass(frozen=True, slots=True)
-class PolicyReplies:
-    """Single-line texts: Postfix access actions are one line and Postfix prefixes
-    "<address>: Recipient address rejected: " itself."""
-
-    recipient: ReplyTemplate
-    sender: ReplyTemplate
-    tempfail: ReplyTemplate
 
 
 def action_for(reply: Reply) -> str:
@@ -78,23 +64,33 @@ def exim_action_for(reply: Reply) -> str:
 
 
 class PolicyResponder:
-    """Turns one policy request into one action, through the shared engine."""
+    """Turns one policy request into one action, through the engine of the runtime in force
+    when the request arrived (a reload takes effect between two requests).
 
-    def __init__(self, engine: NullMxEngine, metrics: Metrics, replies: PolicyReplies) -> None:
-        self._engine = engine
+    The replies are single lines: Postfix access actions are one line, and Postfix prefixes
+    "<address>: Recipient address rejected: " itself.
+    """
+
+    def __init__(self, runtimes: RuntimeHolder, metrics: Metrics) -> None:
+        self._runtimes = runtimes
         self._metrics = metrics
-        self._replies = replies
 
-    def _render(self, decision: Decision, role: Role, exim: bool) -> str:
+    @property
+    def idle_timeout(self) -> float:
+        return self._runtimes.current.config.policy_service.idle_timeout
+
+    def _render(
+        self, decision: Decision, role: Role, replies: ReplyTemplates, *, exim: bool
+    ) -> str:
         address = decision.address
         if exim and decision.reply is not None:
             # The reply the milter would send, from the [policy.replies] templates.
             self._metrics.count_reply(decision.reply, "exim")
             return exim_action_for(decision.reply)
         if decision.verdict is Verdict.REJECTED:
-            template = self._replies.sender if role is Role.SENDER else self._replies.recipient
+            template = replies.sender if role is Role.SENDER else replies.recipient
         elif decision.verdict is Verdict.TEMPFAILED:
-            template = self._replies.tempfail
+            template = replies.tempfail
         elif decision.verdict is Verdict.WOULD_REJECT:
             return f"WARN nullmx-milter dry-run: {address.domain} publishes a null MX record"
         else:
@@ -103,29 +99,42 @@ class PolicyResponder:
         self._metrics.count_reply(reply, "policy")
         return with_question(action_for(reply), decision)
 
-    def _check(self, role: Role, argument: str, context: str, exim: bool) -> tuple[Decision, str]:
+    def _check(
+        self,
+        engine: NullMxEngine,
+        replies: ReplyTemplates,
+        role: Role,
+        argument: str,
+        context: str,
+        *,
+        exim: bool,
+    ) -> tuple[Decision, str]:
         if role is Role.SENDER:
-            decision = self._engine.check_sender(argument)
+            decision = engine.check_sender(argument)
         else:
-            decision = self._engine.check_recipient(argument)
+            decision = engine.check_recipient(argument)
         log_decision(decision, role, argument, context)
-        return decision, self._render(decision, role, exim)
+        return decision, self._render(decision, role, replies, exim=exim)
 
     def respond(self, attributes: Mapping[str, str]) -> str:
         """The action for one request: DUNNO unless a null MX (or the tempfail policy) applies."""
+        runtime = self._runtimes.current
+        engine, replies = runtime.engine, runtime.policy_service_replies
         state = attributes.get("protocol_state", "").upper()
         exim = attributes.get(REPLY_FORMAT) == EXIM_FORMAT
         front = "exim" if exim else "policy"
         context = f"front={front} qid={log_safe(attributes.get('queue_id') or '-')}"
         sender = attributes.get("sender", "")
-        if state in ("MAIL", "RCPT") and sender and self._engine.policy.checks_senders:
-            decision, action = self._check(Role.SENDER, sender, context, exim)
+        if state in ("MAIL", "RCPT") and sender and engine.policy.checks_senders:
+            decision, action = self._check(engine, replies, Role.SENDER, sender, context, exim=exim)
             if decision.verdict in (Verdict.REJECTED, Verdict.TEMPFAILED) or state == "MAIL":
                 return action
         if state != "RCPT":
             return DUNNO
         recipient = attributes.get("recipient", "")
-        _decision, action = self._check(Role.RECIPIENT, recipient, context, exim)
+        _decision, action = self._check(
+            engine, replies, Role.RECIPIENT, recipient, context, exim=exim
+        )
         return action
 
 
@@ -135,7 +144,7 @@ class _Handler(socketserver.StreamRequestHandler):
     server: PolicyServer
 
     def setup(self) -> None:
-        self.request.settimeout(self.server.idle_timeout)
+        self.request.settimeout(self.server.responder.idle_timeout)
         super().setup()
 
     def handle(self) -> None:
@@ -203,15 +212,16 @@ class PolicyServer(socketserver.ThreadingMixIn, socketserver.BaseServer):
         spec: str,
         responder: PolicyResponder,
         metrics: Metrics,
-        idle_timeout: float,
     ) -> None:
         super().__init__(spec, _Handler)
         self.responder = responder
         self.metrics = metrics
-        self.idle_timeout = idle_timeout
         self.socket = _listen(spec)
         self._thread = threading.Thread(
-            target=self.serve_forever, name="policy-service", daemon=True
+            target=self.serve_forever,
+            args=(SHUTDOWN_POLL_SECONDS,),
+            name="policy-service",
+            daemon=True,
         )
 
     def fileno(self) -> int:
@@ -232,21 +242,14 @@ class PolicyServer(socketserver.ThreadingMixIn, socketserver.BaseServer):
     def stop(self) -> None:
         self.shutdown()
         self.socket.close()
-        path = _unix_path(str(self.server_address))
+        path = unix_path(str(self.server_address))
         if path is not None:
             Path(path).unlink(missing_ok=True)
 
 
-def _unix_path(spec: str) -> str | None:
-    for prefix in ("unix:", "local:"):
-        if spec.startswith(prefix):
-            return spec[len(prefix) :]
-    return None
-
-
 def _listen(spec: str) -> socket.socket:
     """A listening socket for 'unix:/path' or 'inet:PORT@HOST' / 'inet6:PORT@HOST'."""
-    path = _unix_path(spec)
+    path = unix_path(spec)
     if path is not None:
         Path(path).unlink(missing_ok=True)
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

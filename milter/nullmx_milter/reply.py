@@ -17,6 +17,12 @@ LIBMILTER_MAX_LINES = 32
 ADDRESS_DISPLAY_CHARS = 128
 MAX_DOMAIN_CHARS = 253
 
+# The reply codes this milter sends (code, enhanced code): RFC 7505 §4.1 for a null-MX
+# recipient and sender, RFC 3463 X.4.3 "directory server failure" for a failed DNS lookup.
+NULL_MX_RECIPIENT_CODES = ("556", "5.1.10")
+NULL_MX_SENDER_CODES = ("550", "5.7.27")
+DNS_TEMPFAIL_CODES = ("451", "4.4.3")
+
 _REPLY_CODE = re.compile(r"[45][0-9][0-9]\Z")
 _ENHANCED_CODE = re.compile(r"([245])\.[0-9]{1,3}\.[0-9]{1,3}\Z")
 _PRINTABLE = re.compile(r"[\x20-\x7e]*\Z")

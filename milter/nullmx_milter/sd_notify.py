@@ -10,6 +10,8 @@ from collections.abc import Mapping
 log = logging.getLogger(__name__)
 
 READY = "READY=1"
+# Between RELOADING=1 and the next READY=1, systemd shows the unit as reloading.
+RELOADING = "RELOADING=1"
 STOPPING = "STOPPING=1"
 
 

@@ -8,7 +8,7 @@ import urllib.request
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
-from nullmx_milter.config import split_host_port
+from nullmx_milter.endpoints import split_host_port
 
 EXIT_HEALTHY = 0
 EXIT_UNHEALTHY = 1

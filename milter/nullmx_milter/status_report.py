@@ -9,11 +9,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nullmx_milter import __version__
-from nullmx_milter.cache import LookupCache
-from nullmx_milter.config import Config
-from nullmx_milter.dns_health import DnsHealth, DnsHealthSnapshot
+from nullmx_milter.config_reload import ReloadStatus
+from nullmx_milter.dns_health import DnsHealthSnapshot
+from nullmx_milter.dnssec import DnssecMode, ProbeState
+from nullmx_milter.dnssec_probe import DnssecStatus
 from nullmx_milter.domain_stats import DomainStats, TopDomains
 from nullmx_milter.metrics import Metrics
+from nullmx_milter.runtime import RuntimeHolder
 from nullmx_milter.top_k import SpaceSaving
 
 STATUS_CODE = "211"
@@ -24,6 +26,7 @@ STATUS_CODE = "211"
 MIN_RECENT_LOOKUPS = 5
 FAILURE_RATIO_LIMIT = 0.5
 SUCCESS_GRACE = 60.0
+DNSSEC_OFF = DnssecStatus(DnssecMode.OFF, "", ProbeState.OFF)
 # RFC 5321 §4.5.3.1.5: 512 octets per reply line, CRLF included.
 _MAX_LINE = 510
 
@@ -66,6 +69,12 @@ class StatusFacts:
     recipients: Mapping[str, float]
     policy_service: str = ""
     frontend_replies: Mapping[tuple[str, str, str], float] = field(default_factory=dict)
+    dnssec: DnssecStatus = field(default_factory=lambda: DNSSEC_OFF)
+    config_path: str = ""
+    # Unix time the config in force was loaded; the clock is the wall clock's.
+    config_loaded_at: float = 0.0
+    now: float = 0.0
+    reload: ReloadStatus = field(default_factory=ReloadStatus)
     # None hides the list (status top_domains = 0).
     top_rejected: TopDomains | None = None
     top_dns_failing: TopDomains | None = None
@@ -99,7 +108,8 @@ class StatusReport:
 
 def build_report(facts: StatusFacts) -> StatusReport:
     """Judge and render `facts`."""
-    problem = dns_problem(facts.dns)
+    problems = [found for found in (dns_problem(facts.dns), facts.dnssec.problem) if found]
+    problem = "; ".join(problems) if problems else None
     version = facts.versions.get("version", __version__)
     others = ", ".join(
         f"{name} {value}" for name, value in facts.versions.items() if name != "version"
@@ -115,6 +125,10 @@ def build_report(facts: StatusFacts) -> StatusReport:
         f"versions: {others}",
         f"uptime: {_duration(facts.uptime)}",
         f"socket: {facts.socket}",
+        f"config: {facts.config_path or 'embedded defaults'}, loaded "
+        f"{_ago(facts.now - facts.config_loaded_at)}",
+        "last failed reload: " + _reload_failure(facts),
+        "needs restart: " + (", ".join(facts.reload.needs_restart) or "nothing"),
         f"policy service: {facts.policy_service or 'off'}",
         f"dns nameservers: {', '.join(facts.nameservers) or 'system resolver'}"
         f" (timeout {facts.dns_timeout:g} s)",
@@ -123,6 +137,7 @@ def build_report(facts: StatusFacts) -> StatusReport:
         f"{round(dns.recent_failure_ratio * dns.recent_lookups)} of {dns.recent_lookups} "
         f"({dns.recent_failure_ratio:.0%}); mean latency {dns.recent_mean_latency * 1000:.1f} ms; "
         f"timeouts in a row {dns.consecutive_timeouts}",
+        _dnssec_line(facts.dnssec),
         f"cache: {facts.cache_entries} of {facts.cache_max_entries} entries; {cache_counts}"
         f" (hit ratio {hits / served if served else 0.0:.1%})",
         "replies: "
@@ -207,6 +222,13 @@ def _document(facts: StatusFacts, problem: str | None, version: str) -> dict[str
             "consecutive_timeouts": dns.consecutive_timeouts,
             "failing_fast": dns.failing_fast,
         },
+        "dnssec": {
+            "mode": facts.dnssec.mode.value,
+            "probe": facts.dnssec.probe or None,
+            "probe_state": facts.dnssec.state.value,
+            "probe_detail": facts.dnssec.detail or None,
+            "last_probed_age_seconds": facts.dnssec.last_probed_age,
+        },
         "cache": {
             "entries": facts.cache_entries,
             "max_entries": facts.cache_max_entries,
@@ -231,61 +253,76 @@ def _document(facts: StatusFacts, problem: str | None, version: str) -> dict[str
 class StatusSource:
     """Reads the daemon's live parts for a report; cheap, and holds no lock for long.
 
-    DnsHealth.snapshot() copies its recent window under its own lock; the cache size and
-    the counters are read without touching the lookup path's locks.
+    The runtime in force is read once per report. DnsHealth.snapshot() copies its recent
+    window under its own lock; the cache size and the counters are read without touching
+    the lookup path's locks.
     """
 
     def __init__(
         self,
-        config: Config,
-        nameservers: tuple[str, ...],
-        health: DnsHealth,
-        cache: LookupCache,
+        runtimes: RuntimeHolder,
         metrics: Metrics,
         *,
-        domains: DomainStats | None = None,
-        top_domains: Callable[[], int] = lambda: 10,
+        reload_status: Callable[[], ReloadStatus] | None = None,
+        dnssec: Callable[[], DnssecStatus] = lambda: DNSSEC_OFF,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
-        self._config = config
-        self._nameservers = nameservers
-        self._health = health
-        self._cache = cache
+        self._runtimes = runtimes
         self._metrics = metrics
-        self._domains = domains
-        # Read per report, so that a reload changes it.
-        self._top_domains = top_domains
+        self._reload_status = reload_status or ReloadStatus
+        self._dnssec = dnssec
         self._clock = clock
+        self._wall_clock = wall_clock
         self._started = clock()
 
     def facts(self) -> StatusFacts:
+        runtime = self._runtimes.current
+        config = runtime.config
         return StatusFacts(
             versions=self._metrics.versions,
             uptime=self._clock() - self._started,
-            socket=self._config.milter.socket,
-            nameservers=self._nameservers,
-            dns_timeout=self._config.dns.timeout,
-            dns=self._health.snapshot(),
-            cache_entries=len(self._cache),
-            cache_max_entries=self._config.cache.max_entries,
+            socket=config.milter.socket,
+            nameservers=runtime.nameservers,
+            dns_timeout=config.dns.timeout,
+            dns=runtime.health.snapshot(),
+            cache_entries=len(runtime.cache),
+            cache_max_entries=config.cache.max_entries,
             cache_requests=self._metrics.cache_counts(),
             replies=self._metrics.reply_counts(),
             recipients=self._metrics.recipient_counts(),
-            policy_service=self._config.policy_service.listen,
+            policy_service=config.policy_service.listen,
             frontend_replies=self._metrics.frontend_reply_counts(),
-            top_rejected=self._top(lambda domains: domains.rejected),
-            top_dns_failing=self._top(lambda domains: domains.dns_failing),
+            dnssec=self._dnssec(),
+            config_path=str(runtime.config_path or ""),
+            config_loaded_at=runtime.loaded_at,
+            now=self._wall_clock(),
+            reload=self._reload_status(),
+            top_rejected=_top(runtime.domains.rejected, config.status.top_domains),
+            top_dns_failing=_top(runtime.domains.dns_failing, config.status.top_domains),
             suggestions=self._metrics.suggestion_counts(),
         )
 
-    def _top(self, tally: Callable[[DomainStats], SpaceSaving]) -> TopDomains | None:
-        limit = self._top_domains()
-        if self._domains is None or limit <= 0:
-            return None
-        return DomainStats.top(tally(self._domains), limit)
-
     def report(self) -> StatusReport:
         return build_report(self.facts())
+
+
+def _dnssec_line(status: DnssecStatus) -> str:
+    """`dnssec: MODE; probe QUERY STATE (DETAIL) AGE ago`."""
+    line = f"dnssec: {status.mode.value}"
+    if status.mode is DnssecMode.OFF:
+        return line
+    if not status.probe:
+        return f"{line}; probe off"
+    line = f"{line}; probe {status.probe} {status.state.value.replace('_', ' ')}"
+    if status.detail:
+        line = f"{line} ({status.detail})"
+    return f"{line}; last probed {_ago(status.last_probed_age)}"
+
+
+def _top(tally: SpaceSaving, limit: int) -> TopDomains | None:
+    """The `limit` top domains of a tally, or None (hidden) when `limit` is 0."""
+    return DomainStats.top(tally, limit) if limit > 0 else None
 
 
 def _fit(line: str) -> str:
@@ -309,6 +346,13 @@ def _duration(seconds: float) -> str:
 
 def _ago(seconds: float | None) -> str:
     return "never" if seconds is None else f"{_duration(seconds)} ago"
+
+
+def _reload_failure(facts: StatusFacts) -> str:
+    reload = facts.reload
+    if reload.last_failure is None or reload.last_failure_at is None:
+        return "none"
+    return f"{_ago(facts.now - reload.last_failure_at)}: {reload.last_failure}"
 
 
 def _dns_state(dns: DnsHealthSnapshot, problem: str | None) -> str:
