@@ -59,7 +59,8 @@ def test_suggestions_for_provider_and_learned_typos_only(
     assert suggestion_lines(before) == [] and len(before) == 3
     assert suggestion_lines(after) == ["bob@partner-corp.test"]
     assert suggestion_lines(far) == [] and len(far) == 3
-    assert suggestion_lines(longest) == [f"{long_local}@gmail.com"]
+    # Over the milter protocol '%' travels doubled, as libmilter wants; the MTA undoubles it.
+    assert suggestion_lines(longest) == [f"{long_local.replace('%', '%%')}@gmail.com"]
     for lines in (gmial, before, after, far, longest):
         assert all(len(line.encode()) + 2 <= 512 for line in lines), lines
 
@@ -127,7 +128,7 @@ def test_header_from_check(
 ) -> None:
     daemon = start_daemon([knot.nameserver], f'[policy]\nheader_from_null_mx = "{setting}"\n')
     with MilterClient(daemon.milter_port) as client:
-        assert client.mail("<sender@real.test>").kind == "continue"
+        assert client.mail("<sender@real.test>").kind == "not-negotiated"
         assert client.rcpt("<a@real.test>").kind == "continue"
         negotiated_headers = not client.protocol & constants.SMFIP_NOHDRS
         answer = client.message_headers(*HEADERS, ("From", from_value))
