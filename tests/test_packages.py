@@ -187,6 +187,7 @@ def test_debian_package_depends_on_debian_python_packages(debian_root: DebianRoo
         "/usr/lib/sysusers.d/nullmx-milter.conf",
         "/usr/lib/tmpfiles.d/nullmx-milter.conf",
         "/usr/share/man/man8/nullmx-milter.8.gz",
+        "/usr/share/man/man5/nullmx-milter.toml.5.gz",
         "/usr/share/doc/nullmx-milter/examples/nullmx-milter.toml",
     ):
         assert debian_root.path(installed).is_file(), installed
