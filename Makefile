@@ -31,7 +31,7 @@ typecheck: $(STAMP)
 
 ## make unit: the fast tests alone (no DNS server, MTA, packaging, fuzzing or benchmarks)
 unit: $(STAMP)
-	$(BIN)/pytest -m "not integration and not mta and not packaging and not fuzz and not bench"
+	$(BIN)/pytest -m "not integration and not mta and not packaging and not fuzz and not bench and not container"
 
 ## make test: lint, types and every test tier
 test: lint typecheck
@@ -43,6 +43,11 @@ clean:
 ## make demo: DNS + milter + Postfix in a network namespace, one message, transcript + metrics
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
+
+## make image: the container image (container/Containerfile) from the Debian package, with podman
+.PHONY: image
+image: deps
+	scripts/build-image
 
 ## make deb: the Debian package (debian/) into dist/; make dist: sdist + wheel into dist/
 .PHONY: deb dist

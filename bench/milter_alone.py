@@ -351,14 +351,17 @@ def dnssec_rows(workdir: Path, stopping: list[subprocess.Popen[bytes]], sizes: S
                 )
                 for mode in modes
             }
+            # Without AD from Knot, "require" lets every null MX through: it answers continue.
+            expect = {"off": nullmx_answer, "require": continue_answer}
             fresh = DomainCounter(1)
             warm_up = _split(fresh.take(DNSSEC_WARM_UP), 10)
-            # Knot, being authoritative, sets no AD: under "require" every null MX is let
-            # through, and checking that shows the daemon really runs with "require".
-            expect = {"off": nullmx_answer, "require": continue_answer}
             for mode, daemon in started.items():
-                address = ("127.0.0.1", daemon.milter_port)
-                measure_load(address, _daemon_pid(daemon), warm_up, expect=expect[mode])
+                measure_load(
+                    ("127.0.0.1", daemon.milter_port),
+                    _daemon_pid(daemon),
+                    warm_up,
+                    expect=expect[mode],
+                )
             for connections in DNSSEC_CONNECTIONS:
                 for round_number in range(sizes.rounds):
                     batches = _split(fresh.take(sizes.cold_rcpts), connections)

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from netns import FQDN, NetNamespace
+from netns import FQDN, Namespace, NetNamespace
 
 REPO = Path(__file__).resolve().parent.parent
 # The shipped wiring (README "Use with Postfix"): the tests apply this very file, verbatim.
@@ -73,7 +73,7 @@ class SmtpSink:
     recipients the sink accepted can be read back.
     """
 
-    def __init__(self, netns: NetNamespace, workdir: Path, port: int = 2525) -> None:
+    def __init__(self, netns: Namespace, workdir: Path, port: int = 2525) -> None:
         self.netns = netns
         self.port = port
         self.workdir = workdir

@@ -10,6 +10,7 @@ import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Protocol
 
 _CLONE_NEWNET = 0x40000000
 _NETNS_RUN = Path("/var/run/netns")
@@ -25,6 +26,42 @@ def _setns(fd: int) -> None:
     if libc.setns(fd, _CLONE_NEWNET) != 0:
         error = ctypes.get_errno()
         raise OSError(error, os.strerror(error))
+
+
+@contextlib.contextmanager
+def entered_namespace(path: Path) -> Iterator[None]:
+    """Run the body with this thread inside the network namespace at `path` (a bind mount
+    under /var/run/netns, or /proc/PID/ns/net of a container's process). Sockets opened and
+    processes started in the body stay in it."""
+    with path.open("rb") as inside, Path("/proc/thread-self/ns/net").open("rb") as outside:
+        _setns(inside.fileno())
+        try:
+            yield
+        finally:
+            _setns(outside.fileno())
+
+
+class Namespace(Protocol):
+    """Where a harness runs its servers: a command prefix, and a way in for this thread."""
+
+    @property
+    def prefix(self) -> list[str]: ...
+
+    def entered(self) -> contextlib.AbstractContextManager[None]: ...
+
+
+class ProcessNamespace:
+    """The network namespace of a running process, e.g. a container's first process."""
+
+    def __init__(self, pid: int) -> None:
+        self.path = Path(f"/proc/{pid}/ns/net")
+
+    @property
+    def prefix(self) -> list[str]:
+        return ["nsenter", f"--net={self.path}"]
+
+    def entered(self) -> contextlib.AbstractContextManager[None]:
+        return entered_namespace(self.path)
 
 
 class NetNamespace:
@@ -68,18 +105,9 @@ class NetNamespace:
             check=False,
         )
 
-    @contextlib.contextmanager
-    def entered(self) -> Iterator[None]:
+    def entered(self) -> contextlib.AbstractContextManager[None]:
         """Run the body with this thread inside the namespace (sockets opened stay there)."""
-        with (
-            (_NETNS_RUN / self.name).open("rb") as inside,
-            Path("/proc/thread-self/ns/net").open("rb") as outside,
-        ):
-            _setns(inside.fileno())
-            try:
-                yield
-            finally:
-                _setns(outside.fileno())
+        return entered_namespace(_NETNS_RUN / self.name)
 
     def delete(self) -> None:
         if self.created:

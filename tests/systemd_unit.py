@@ -66,9 +66,14 @@ def start_as(
     umask: str,
     env: Mapping[str, str],
     stderr: Path,
+    listening: socket.socket | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start argv as uid:gid with no supplementary groups and the given umask, as User=,
-    Group= and UMask= do (setpriv from util-linux; root only)."""
+    Group= and UMask= do (setpriv from util-linux; root only). With `listening`, hand it over
+    as a socket unit does: as fd 3, with LISTEN_FDS=1 and LISTEN_PID set to the process."""
+    prologue = f"umask {shlex.quote(umask)}"
+    if listening is not None:
+        prologue += " && LISTEN_PID=$$ && export LISTEN_PID"
     command = [
         "setpriv",
         f"--reuid={uid}",
@@ -77,15 +82,28 @@ def start_as(
         "--",
         "sh",
         "-c",
-        f'umask {shlex.quote(umask)} && exec "$@"',
+        f'{prologue} && exec "$@"',
         "sh",
         *argv,
     ]
+    extra: dict[str, str] = {}
+    if listening is not None:
+        extra = {"LISTEN_FDS": "1", "LISTEN_FDNAMES": "nullmx-milter.socket"}
+    source = listening.fileno() if listening is not None else -1
+
+    def listening_as_fd_3() -> None:
+        if source >= 0:
+            os.dup2(source, 3)
+
     return subprocess.Popen(
         command,
         stdout=subprocess.DEVNULL,
         stderr=stderr.open("wb"),
-        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env},
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env, **extra},
+        # dup2() leaves the new fd 3 inheritable; every other fd Python opened is not (PEP 446),
+        # so nothing else leaks into the child.
+        close_fds=listening is None,
+        preexec_fn=listening_as_fd_3 if listening is not None else None,  # noqa: PLW1509
     )
 
 

@@ -19,7 +19,8 @@ from milter_alone import (
     running_process,
 )
 from milter_load import run_load
-from report import BEGIN, END, postfix_section, render, write_readme
+from report import BEGIN, END, postfix_section, render, stop_section, write_readme
+from stop_time import SOCKETS, STOP_SMOKE, run_stop_time
 from through_postfix import CASES, ONE_SESSION_ONLY, POSTFIX_SMOKE, run_through_postfix
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
@@ -95,3 +96,16 @@ def test_postfix_harness_runs_every_case(tmp_path: Path) -> None:
     assert "| 1 session: (d) ≥ 0.85 x (a) |" in section
     assert "| 20 sessions: (i) ≥ 0.98 x (b) |" in section
     assert render(None, section).count("**Through Postfix**") == 1
+
+
+@pytest.mark.integration
+def test_stop_time_case_measures_and_renders(tmp_path: Path) -> None:
+    times = run_stop_time(tmp_path, STOP_SMOKE)
+    assert set(times.seconds) == set(SOCKETS)
+    assert all(len(seconds) == STOP_SMOKE.stops for seconds in times.seconds.values())
+    assert all(0 < times.worst(case) < 30 for case in SOCKETS)
+    assert all(0 < (times.median_logged(case) or 0) <= times.median(case) for case in SOCKETS)
+    section = stop_section(times)
+    assert "| nullmx-milter, fd:3 (socket activation) | 1 |" in section
+    assert "| stop: median of 1 < 1 s (unix) |" in section
+    assert render(None, "", section).count("**Stop time**") == 1

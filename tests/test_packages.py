@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -186,6 +187,7 @@ def test_debian_package_depends_on_debian_python_packages(debian_root: DebianRoo
         "/usr/lib/sysusers.d/nullmx-milter.conf",
         "/usr/lib/tmpfiles.d/nullmx-milter.conf",
         "/usr/share/man/man8/nullmx-milter.8.gz",
+        "/usr/share/man/man5/nullmx-milter.toml.5.gz",
         "/usr/share/doc/nullmx-milter/examples/nullmx-milter.toml",
     ):
         assert debian_root.path(installed).is_file(), installed
@@ -337,6 +339,100 @@ def test_daemon_runs_as_the_unit_says_and_only_postfix_may_connect(
     assert decision, log
     assert decision.group(1) == "4Xyz1ABC"
     assert "stopped" in log
+
+
+def listen_as_socket_unit(unit: Unit, root: DebianRoot, uid: int) -> socket.socket:
+    """What systemd does for nullmx-milter.socket: bind ListenStream= (moved into the root),
+    give it SocketUser=, SocketGroup= and SocketMode=, listen with Backlog=."""
+    path = root.path(unit.value("ListenStream", "Socket"))
+    listening = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listening.bind(str(path))
+    assert unit.value("SocketUser", "Socket") == "nullmx-milter"
+    assert unit.value("SocketGroup", "Socket") == "postfix"
+    os.chown(path, uid, POSTFIX_GID)
+    path.chmod(int(unit.value("SocketMode", "Socket"), 8))
+    listening.listen(int(unit.value("Backlog", "Socket")))
+    return listening
+
+
+def rcpt_code(path: Path, recipient: str) -> str:
+    with MilterClient(str(path)) as client:
+        return client.rcpt(recipient).code
+
+
+def test_socket_activated_daemon_serves_the_socket_units_socket_across_a_restart(
+    debian_root: DebianRoot, knot: KnotServer, tmp_path: Path
+) -> None:
+    """The installed socket unit and service together, as README.Debian sets them up: the
+    config says fd:3, the daemon serves systemd's socket and leaves it in place, and a
+    connection made while no daemon runs waits in the backlog for the next one."""
+    service = Unit.parse(debian_root.path("/lib/systemd/system/nullmx-milter.service"))
+    socket_unit = Unit.parse(debian_root.path("/lib/systemd/system/nullmx-milter.socket"))
+    argv = [
+        str(debian_root.path(arg)) if arg.startswith("/") else arg for arg in service.exec_start()
+    ]
+    uid, _primary = passwd_entry(debian_root.root, service.value("User"))
+    gid = group_id(debian_root.root, service.value("Group"))
+    # The packaged config as shipped (another test edits the unpacked copy).
+    installed = (REPO / "systemd" / "nullmx-milter.toml").read_text()
+    unix_line = 'socket = "unix:/var/spool/postfix/nullmx-milter/nullmx-milter.sock"'
+    assert installed.count(unix_line) == 1
+    config = debian_root.path("/etc/nullmx-milter/socket-activated.toml")  # readable by uid
+    metrics_port = free_port(socket.SOCK_STREAM)
+    config.write_text(
+        installed.replace(unix_line, 'socket = "fd:3"').replace(
+            "nameservers = []", f'nameservers = ["{knot.nameserver}"]\ntimeout = 1.0'
+        )
+        + f'\n[metrics]\nlisten = "127.0.0.1:{metrics_port}"\n'
+    )
+    argv[argv.index("--config") + 1] = str(config)
+    socket_path = debian_root.path(socket_unit.value("ListenStream", "Socket"))
+    listening = listen_as_socket_unit(socket_unit, debian_root, uid)
+    inode = socket_path.stat().st_ino
+    systemd = FakeSystemd(f"@nullmx-socket-{os.getpid()}-{time.monotonic_ns()}")
+    processes: list[subprocess.Popen[bytes]] = []
+
+    def start(log: Path) -> subprocess.Popen[bytes]:
+        env = {**debian_root.env(), "NOTIFY_SOCKET": systemd.address}
+        processes.append(start_as(argv, uid, gid, service.value("UMask"), env, log, listening))
+        return processes[-1]
+
+    def stop(process: subprocess.Popen[bytes]) -> None:
+        process.send_signal(signal.SIGTERM)
+        assert systemd.receive() == "STOPPING=1"
+        assert process.wait(service.seconds("TimeoutStopSec")) == 0
+
+    try:
+        first = start(tmp_path / "first.log")
+        assert systemd.receive() == "READY=1", (tmp_path / "first.log").read_text()
+        with MilterClient(str(socket_path)) as client:
+            assert client.rcpt("<a@null.test>").code == "556"
+        stop(first)
+        # systemd's socket, untouched: same inode, owner and mode; nothing listens but the
+        # kernel, which queues the next connection.
+        info = socket_path.stat()
+        assert (info.st_ino, info.st_uid, info.st_gid) == (inode, uid, POSTFIX_GID)
+        assert stat.S_IMODE(info.st_mode) == 0o660
+        assert not can_connect(socket_path, *STRANGER), "nobody else may"
+        with ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(rcpt_code, socket_path, "<b@null.test>")
+            time.sleep(0.5)
+            assert not pending.done(), "served with no daemon running?"
+            began = time.monotonic()
+            second = start(tmp_path / "second.log")
+            assert systemd.receive() == "READY=1", (tmp_path / "second.log").read_text()
+            assert pending.result(timeout=30) == "556"
+            print(f"queued connection answered {time.monotonic() - began:.2f}s after restart")
+        stop(second)
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        systemd.close()
+        listening.close()
+    for log in ("first.log", "second.log"):
+        assert "refusing" not in (tmp_path / log).read_text()
 
 
 def syscall_set(name: str) -> set[str]:

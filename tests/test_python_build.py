@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import subprocess
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -54,7 +55,10 @@ def build_output(python: str, tmp_path: Path) -> str:
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert len(list((source / "dist").glob("*.whl"))) == 1, output
-    assert len(list((source / "dist").glob("*.tar.gz"))) == 1, output
+    (sdist,) = (source / "dist").glob("*.tar.gz")
+    with tarfile.open(sdist) as archive:
+        names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
+    assert {"docs/nullmx-milter.8", "docs/nullmx-milter.toml.5"} <= names
     return output
 
 

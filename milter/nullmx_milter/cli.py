@@ -16,32 +16,58 @@ from nullmx_milter.policy import NULL_MX_UNAUTHENTICATED, Decision
 EXIT_CONFIG = 2
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line; nullmx-milter(8) says the same at length (a test compares them)."""
     parser = argparse.ArgumentParser(
         prog="nullmx-milter",
-        description="Reject recipients whose domain publishes an RFC 7505 null MX.",
+        description="Reject mail to domains that publish an RFC 7505 null MX: a milter for "
+        "Postfix and Sendmail, and a policy service for Postfix and Exim.",
+        epilog="Manuals: nullmx-milter(8), nullmx-milter.toml(5).",
     )
     parser.add_argument("--version", action="version", version=f"nullmx-milter {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, text: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=text, description=text)
+    def command(name: str, summary: str, details: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=summary, description=f"{summary}. {details}")
         sub.add_argument(
-            "--config", type=Path, metavar="PATH", help="TOML config (default: embedded defaults)"
+            "--config",
+            type=Path,
+            metavar="PATH",
+            help="the TOML config file (default: the embedded defaults)",
         )
         return sub
 
-    run = command("run", "run the milter in the foreground until SIGTERM")
-    run.add_argument("--allow-root", action="store_true", help="run even as root (not advised)")
-    check = command("check", "diagnose addresses: DNS answer, classification, reply")
+    run = command(
+        "run",
+        "Serve the milter in the foreground until SIGTERM",
+        "Also serves the policy service and the metrics listener when configured. "
+        "SIGUSR1 reloads the config file; SIGTERM, SIGHUP and SIGINT stop. "
+        "Exit 0 after a graceful stop, 1 when a socket cannot be opened, "
+        "2 on a config error or when refused as root.",
+    )
+    run.add_argument(
+        "--allow-root", action="store_true", help="run even as root (not advised: it needs none)"
+    )
+    check = command(
+        "check",
+        "Diagnose addresses: DNS answer, classification, reply",
+        "Looks up each address as the milter would, with the same config, and prints its "
+        "domain, what DNS answered, the classification and the exact reply lines "
+        "(or continue). Exit 0, or 2 on a config error.",
+    )
     check.add_argument("--sender", action="store_true", help="check as MAIL FROM, not RCPT TO")
-    check.add_argument("addresses", nargs="+", metavar="ADDRESS")
-    command("check-config", "validate a config file and print the effective settings")
+    check.add_argument("addresses", nargs="+", metavar="ADDRESS", help="an envelope address")
+    command(
+        "check-config",
+        "Validate a config file and print the effective settings",
+        "Exit 0 when it is valid, 2 with the dotted key and the reason when not.",
+    )
     status = commands.add_parser(
         "status",
-        help="print the running daemon's 211 status report",
+        help="Print the running daemon's 211 status report",
         description="Print the running daemon's 211 status report. Exit 0 when healthy, "
-        "1 when the DNS path is failing, 3 when the daemon cannot be reached.",
+        "1 when the DNS path is failing, 3 when the daemon cannot be reached, "
+        "2 on a config error.",
     )
     where = status.add_mutually_exclusive_group()
     where.add_argument(
@@ -51,9 +77,7 @@ def _parser() -> argparse.ArgumentParser:
         help="find the daemon by this config's metrics.listen",
     )
     where.add_argument("--url", metavar="URL", help="the daemon's status URL (http://HOST:PORT/)")
-    status.add_argument(
-        "--json", action="store_true", help="the same report as a JSON object (README: JSON)"
-    )
+    status.add_argument("--json", action="store_true", help="the same report as a JSON object")
     return parser
 
 
@@ -122,7 +146,7 @@ def _status(config: Config, url: str | None, as_json: bool) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         config = load_config(args.config)
     except ConfigError as error:
