@@ -39,6 +39,7 @@ def test_harness_measures_and_writes_the_readme(tmp_path: Path) -> None:
     for mode in ("off", "require"):
         for connections in DNSSEC_CONNECTIONS:
             assert (f"{DNSSEC_CASE} {mode}", connections) in cases
+    assert all(results.dnssec_lookup[mode] > 0 for mode in ("off", "require", "dnspython"))
     assert all(row.rate > 0 and 0 < row.p50 <= row.p99 for row in results.rows)
     # Coalescing: many RCPTs for one uncached domain, one query at the DNS server.
     assert results.coalescing["queries_at_server"] == 1
@@ -54,6 +55,7 @@ def test_harness_measures_and_writes_the_readme(tmp_path: Path) -> None:
     assert "STALE-TEXT" not in text
     assert "| warm cache | 10 |" in text
     assert "CPU µs require | CPU ratio" in text
+    assert "The cold lookup alone" in text
     assert text.endswith(f"{END}\n\nafter\n")
 
 

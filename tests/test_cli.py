@@ -104,3 +104,26 @@ def test_run_names_a_policy_socket_it_cannot_open(tmp_path: Path) -> None:
     result = run("run", "--allow-root", "--config", str(unusable_config(tmp_path)))
     assert result.returncode == 1
     assert "cannot serve the policy service on unix:" in result.stderr
+
+
+@pytest.mark.parametrize("busy", ["milter", "metrics"])
+def test_run_names_a_busy_port(tmp_path: Path, busy: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = int(taken.getsockname()[1])
+        free = free_port(socket.SOCK_STREAM)
+        milter_port, metrics_port = (port, free) if busy == "milter" else (free, port)
+        config = tmp_path / "c.toml"
+        config.write_text(
+            f'[milter]\nsocket = "inet:{milter_port}@127.0.0.1"\n'
+            f'[metrics]\nlisten = "127.0.0.1:{metrics_port}"\n'
+        )
+        result = run("run", "--allow-root", "--config", str(config))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    expected = {
+        "milter": f"cannot serve on inet:{port}@127.0.0.1",
+        "metrics": f"cannot serve metrics on metrics.listen = 127.0.0.1:{port}: ",
+    }[busy]
+    assert expected in result.stderr
