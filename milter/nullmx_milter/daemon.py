@@ -180,7 +180,12 @@ def _serve_components(
     # Unix sockets (libmilter's and the policy service's) are created with the process umask.
     os.umask(0o777 & ~config.milter.socket_mode)
     reloader = ConfigReloader(config_path, components.runtimes, components.metrics, set_log_level)
-    metrics_server = _start_http(config, components, reloader)
+    try:
+        metrics_server = _start_http(config, components, reloader)
+    except OSError as error:
+        # A busy port: one line naming the key, not a traceback.
+        log.error("cannot serve metrics on metrics.listen = %s: %s", config.metrics.listen, error)
+        return 1
     try:
         policy_server = _start_policy_service(config, components)
     except OSError as error:

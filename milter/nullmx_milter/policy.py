@@ -31,11 +31,14 @@ class Verdict(enum.Enum):
     REJECTED = "rejected"
     TEMPFAILED = "tempfailed"
     WOULD_REJECT = "would_reject"
+    # Dry-run with on_dns_error = "tempfail": a DNS failure that enforcing would answer 451.
+    WOULD_TEMPFAIL = "would_tempfail"
     SKIPPED = "skipped"
 
 
 class Mode(enum.Enum):
-    """`enforce` rejects; `dry-run` only logs and counts what it would have rejected."""
+    """`enforce` rejects; `dry-run` changes no answer: it only logs and counts what it would
+    have rejected (would_reject) or temp-failed (would_tempfail)."""
 
     ENFORCE = "enforce"
     DRY_RUN = "dry-run"
@@ -169,6 +172,8 @@ class NullMxPolicy:
                 Verdict.REJECTED, "null_mx", address, reply, lookup, suggestion=suggestion
             )
         if mx_class.is_failure and self._tempfail_on_error:
+            if not self._enforce[role]:
+                return Decision(Verdict.WOULD_TEMPFAIL, mx_class.value, address, lookup=lookup)
             reply = self._tempfail.render(address.mailbox, address.domain)
             return Decision(Verdict.TEMPFAILED, mx_class.value, address, reply, lookup)
         return Decision(Verdict.ACCEPTED, mx_class.value, address, lookup=lookup)

@@ -93,6 +93,11 @@ class PolicyResponder:
             template = replies.tempfail
         elif decision.verdict is Verdict.WOULD_REJECT:
             return f"WARN nullmx-milter dry-run: {address.domain} publishes a null MX record"
+        elif decision.verdict is Verdict.WOULD_TEMPFAIL:
+            return (
+                f"WARN nullmx-milter dry-run: DNS lookup of {address.domain} failed "
+                f"({decision.reason}); enforcing would answer 451"
+            )
         else:
             return DUNNO
         reply = template.render(address.mailbox, address.domain)
