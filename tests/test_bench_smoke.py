@@ -29,6 +29,7 @@ from report import (
     write_readme_stop,
 )
 from stop_time import SOCKETS, STOP_SMOKE, run_stop_time
+from suggest_cost import SUGGEST_SMOKE, run_suggest_cost, suggest_section
 from through_postfix import CASES, ONE_SESSION_ONLY, POSTFIX_SMOKE, run_through_postfix
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
@@ -47,6 +48,7 @@ def test_harness_measures_and_writes_the_readme(tmp_path: Path) -> None:
     for mode in ("off", "require"):
         for connections in DNSSEC_CONNECTIONS:
             assert (f"{DNSSEC_CASE} {mode}", connections) in cases
+    assert all(results.dnssec_lookup[mode] > 0 for mode in ("off", "require", "dnspython"))
     assert all(row.rate > 0 and 0 < row.p50 <= row.p99 for row in results.rows)
     # Coalescing: many RCPTs for one uncached domain, one query at the DNS server.
     assert results.coalescing["queries_at_server"] == 1
@@ -62,6 +64,7 @@ def test_harness_measures_and_writes_the_readme(tmp_path: Path) -> None:
     assert "STALE-TEXT" not in text
     assert "| warm cache | 10 |" in text
     assert "CPU µs require | CPU ratio" in text
+    assert "The cold lookup alone" in text
     assert text.endswith(f"{END}\n\nafter\n")
 
 
@@ -104,6 +107,17 @@ def test_postfix_harness_runs_every_case(tmp_path: Path) -> None:
     assert "| 1 session: (d) ≥ 0.85 x (a) |" in section
     assert "| 20 sessions: (i) ≥ 0.98 x (b) |" in section
     assert render(None, section).count("**Through Postfix**") == 1
+
+
+def test_suggestion_cost_case_measures_and_renders() -> None:
+    cost = run_suggest_cost(SUGGEST_SMOKE)
+    assert cost.candidates == SUGGEST_SMOKE.learned + 38
+    assert 0 < cost.p50 <= cost.p99 <= cost.worst
+    assert cost.offered > 0 and cost.add_seconds > 0
+    assert cost.check_before > 0 and cost.check_after > 0
+    section = suggest_section(cost)
+    assert "| a suggestion < 1 ms per rejected address, 50 learned + 38 built-in" in section
+    assert render(None, suggest=section).count('**"Did you mean"') == 1
 
 
 @pytest.mark.integration
