@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import select
+import signal
 import subprocess
 import time
 from dataclasses import dataclass
@@ -52,18 +53,28 @@ def podman_status(*args: str, timeout: float = 120.0) -> tuple[int, str]:
 
 
 def build_image(kind: str = "milter") -> str:
-    """scripts/build-image KIND (cached when its inputs did not change): the image name."""
-    result = subprocess.run(
+    """scripts/build-image KIND (cached when its inputs did not change): the image name.
+
+    It runs in a process group of its own: a test stopped meanwhile (a timeout) stops the
+    whole build, debootstrap included, and the scripts remove their temporary roots.
+    """
+    process = subprocess.Popen(
         [str(REPO / "scripts" / "build-image"), kind],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=900,
         env=podman_env(),
-        check=False,
+        start_new_session=True,
     )
-    if result.returncode != 0:
-        raise RuntimeError(f"build-image {kind} failed: {result.stderr}")
-    return result.stdout.strip().splitlines()[-1]
+    try:
+        stdout, stderr = process.communicate(timeout=1500)
+    except BaseException:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.communicate()
+        raise
+    if process.returncode != 0:
+        raise RuntimeError(f"build-image {kind} failed: {stderr}")
+    return stdout.strip().splitlines()[-1]
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from knot import KnotServer
 from milter_client import MilterClient
 from netns import entered_namespace
 
-pytestmark = pytest.mark.container
+pytestmark = [pytest.mark.container, pytest.mark.timeout(1800)]
 
 MILTER_PORT = 8894
 METRICS_PORT = 9466

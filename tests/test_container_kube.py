@@ -21,7 +21,7 @@ from knot import KnotServer
 from mta_postfix import SmtpSink
 from netns import ProcessNamespace
 
-pytestmark = pytest.mark.container
+pytestmark = [pytest.mark.container, pytest.mark.timeout(1800)]
 
 MANIFEST = REPO / "container" / "kubernetes.yaml"
 SINK_PORT = 2525
