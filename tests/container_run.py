@@ -24,7 +24,7 @@ def podman_env() -> dict[str, str]:
     return {**os.environ, "CONTAINERS_CONF": str(CONTAINERS_CONF)}
 
 
-def podman(*args: str, timeout: float = 120.0, check: bool = True) -> str:
+def podman(*args: str, timeout: float = 600.0, check: bool = True) -> str:
     """Run `podman ARGS` and return its stdout; a failure raises with podman's stderr."""
     result = subprocess.run(
         ["podman", *args],
@@ -39,7 +39,7 @@ def podman(*args: str, timeout: float = 120.0, check: bool = True) -> str:
     return result.stdout
 
 
-def podman_status(*args: str, timeout: float = 120.0) -> tuple[int, str]:
+def podman_status(*args: str, timeout: float = 600.0) -> tuple[int, str]:
     """Run `podman ARGS`: its exit status and everything it printed."""
     result = subprocess.run(
         ["podman", *args],

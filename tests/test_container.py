@@ -105,8 +105,8 @@ def start_milter(milter_image: str, tmp_path: Path) -> Iterator[StartMilter]:
         started.append(running)
         with entered_namespace(container.netns):
             knot.start()
-            wait_for_port(MILTER_PORT)
-            wait_for_port(METRICS_PORT)
+            wait_for_port(MILTER_PORT, timeout=60)
+            wait_for_port(METRICS_PORT, timeout=60)
         return running
 
     yield start
