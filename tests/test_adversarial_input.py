@@ -10,6 +10,7 @@ import logging
 import re
 import socket
 import struct
+from pathlib import Path
 
 import pytest
 from miltertest import MilterConnection, constants
@@ -161,3 +162,10 @@ def test_daemon_answers_every_corpus_entry_and_keeps_serving(
     expected = sent["rcpt"] + sent["mail"] + sum(entry.role == "rcpt" for entry in ENTRIES) + 2
     assert len(decision_lines) == expected
     assert all(_SAFE_LOG.match(line) for line in decision_lines)
+
+
+def test_readme_states_the_corpus_size() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    stated = re.search(r"adversarial\.txt\): (\d[\d,]*) hostile", readme)
+    assert stated is not None
+    assert int(stated.group(1).replace(",", "")) == len(ENTRIES)

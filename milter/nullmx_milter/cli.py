@@ -101,6 +101,14 @@ def _describe(argument: str, decision: Decision, dnssec: bool) -> list[str]:
             )
             lines.append(f"dnssec:   {authenticated}")
     lines.append(f"verdict:  {decision.verdict.value} ({decision.reason})")
+    suggestion = decision.suggestion
+    if suggestion is not None:
+        lines.append(
+            f"suggest:  {decision.suggested} ({suggestion.distance} edit"
+            f"{'' if suggestion.distance == 1 else 's'})"
+            if decision.suggested
+            else f"suggest:  none ({suggestion.outcome.value})"
+        )
     if decision.reason == NULL_MX_UNAUTHENTICATED:
         lines.append("note:     null MX, not DNSSEC-authenticated: accepted")
     if decision.reply is not None:
