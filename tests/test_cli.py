@@ -106,6 +106,18 @@ def test_run_names_a_policy_socket_it_cannot_open(tmp_path: Path) -> None:
     assert "cannot serve the policy service on unix:" in result.stderr
 
 
+@pytest.mark.integration
+def test_check_shows_the_suggestion(knot: KnotServer, tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(f'[dns]\nnameservers = ["{knot.nameserver}"]\n')
+    result = run("check", "--config", str(config), "jane@gmial.com", "a@null.test")
+    assert result.returncode == 0
+    gmial, null = result.stdout.split("\n\n")
+    assert "suggest:  jane@gmail.com (1 edit)" in gmial
+    assert "          556-5.1.10 Did you mean <jane@gmail.com>?" in gmial
+    assert "suggest:  none (none)" in null
+
+
 @pytest.mark.parametrize("busy", ["milter", "metrics"])
 def test_run_names_a_busy_port(tmp_path: Path, busy: str) -> None:
     with socket.socket() as taken:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from miltertest import constants
 
 from conftest import StartDaemon
 from daemon_process import CONSOLE_SCRIPT, MilterDaemon, toml_config, wait_for_port
@@ -236,3 +237,23 @@ def test_fd_that_is_not_a_listening_socket_is_a_clear_error(
     )
     assert result.returncode == 1
     assert "cannot serve on milter.socket = fd:7: fd 7 is not an open socket" in result.stderr
+
+
+def test_header_from_check_cannot_be_switched_on_by_a_reload(
+    knot: KnotServer, start_daemon: StartDaemon
+) -> None:
+    daemon = start_daemon([knot.nameserver], "[status]\ntop_domains = 3\n")
+    reload(
+        daemon,
+        config_text(
+            daemon, knot, '[policy]\nheader_from_null_mx = "reject"\n[status]\ntop_domains = 0\n'
+        ),
+    )
+    report = status_text(daemon)
+    assert "211-needs restart: policy.header_from_null_mx\n" in report
+    # The live part of the same file is in force: the top domains are hidden now.
+    assert "top rejected" not in report
+    assert "reload: policy.header_from_null_mx changed but needs a restart" in daemon.log()
+    with MilterClient(daemon.milter_port) as client:
+        # Still negotiated as at start: no header callbacks.
+        assert client.protocol & constants.SMFIP_NOHDRS
