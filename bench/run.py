@@ -1,6 +1,7 @@
 """`make bench`: run every benchmark and write the README's Performance section.
 
 Usage: run.py [--smoke] [--readme README.md] [--workdir DIR] [--only alone|postfix|stop|suggest]
+With --only stop, --readme rewrites only the stop-time part of the README's block.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
 
 from c_milter import build_null_milter  # noqa: E402
 from milter_alone import SMOKE, Sizes, run_milter_alone  # noqa: E402
-from report import postfix_section, render, stop_section, write_readme  # noqa: E402
+from report import postfix_section, render, stop_section, write_readme, write_readme_stop  # noqa: E402
 from stop_time import STOP_SMOKE, StopSizes, run_stop_time  # noqa: E402
 from suggest_cost import SUGGEST_SMOKE, SuggestSizes, run_suggest_cost, suggest_section  # noqa: E402
 from through_postfix import POSTFIX_SMOKE, PostfixSizes, run_through_postfix  # noqa: E402
@@ -54,7 +55,9 @@ def main() -> int:
             alone = run_milter_alone(workdir, null_milter, SMOKE if args.smoke else Sizes())
     block = render(alone, postfix, stop, suggest)
     print(block)
-    if args.readme:
+    if args.readme and args.only == "stop":
+        write_readme_stop(args.readme, stop)
+    elif args.readme:
         write_readme(args.readme, block)
     return 0
 

@@ -28,6 +28,8 @@ HERE = Path(__file__).resolve().parent
 UNIX, INET, FD = "unix", "inet", "fd:3"
 SOCKETS = (UNIX, INET, FD)
 BASELINE = "do-nothing pymilter, inet"
+# Generous: the one lookup before each stop must not time out on a busy host.
+DNS_OPTIONS = "timeout = 5.0\n"
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,9 @@ def _answer_one(target: int | str, expected: str) -> None:
 def _daemon_stop(kind: str, workdir: Path, knot: KnotServer) -> Stop:
     """One start, one RCPT and one stop of the daemon on a unix or TCP socket."""
     unix_socket = workdir / "milter.sock" if kind == UNIX else None
-    daemon = MilterDaemon(workdir, [knot.nameserver], unix_socket=unix_socket).start()
+    daemon = MilterDaemon(
+        workdir, [knot.nameserver], unix_socket=unix_socket, dns_options=DNS_OPTIONS
+    ).start()
     process, daemon.process = daemon.process, None
     assert process is not None
     try:
@@ -123,7 +127,7 @@ def _activated_stop(workdir: Path, knot: KnotServer) -> Stop:
     """The same on a listener held by this process and passed as fd 3 (socket activation)."""
     metrics_port = free_port(socket.SOCK_STREAM)
     with held_listener() as listener:
-        config = toml_config([knot.nameserver], FD, metrics_port)
+        config = toml_config([knot.nameserver], FD, metrics_port, dns_options=DNS_OPTIONS)
         process = start_on_fd(workdir, config, listener)
         try:
             wait_for_port(metrics_port)

@@ -298,5 +298,13 @@ class MailStream:
             # one transaction.
             replies.step("RSET", client.rset())
             return Outcome.TEMPFAILED
-        code = replies.step("DATA", client.data(BODY))
+        try:
+            code = replies.step("DATA", client.data(BODY))
+        except smtplib.SMTPDataError as refused:
+            # smtplib raises when DATA itself is not answered 354 (a 451 from Postfix when
+            # the milter went away in the DATA stage): a reply like any other.
+            text = refused.smtp_error
+            code = replies.step(
+                "DATA", (refused.smtp_code, text.encode() if isinstance(text, str) else text)
+            )
         return Outcome.ACCEPTED if code == 250 else _verdict(code)

@@ -19,7 +19,15 @@ from milter_alone import (
     running_process,
 )
 from milter_load import run_load
-from report import BEGIN, END, postfix_section, render, stop_section, write_readme
+from report import (
+    BEGIN,
+    END,
+    postfix_section,
+    render,
+    stop_section,
+    write_readme,
+    write_readme_stop,
+)
 from stop_time import SOCKETS, STOP_SMOKE, run_stop_time
 from suggest_cost import SUGGEST_SMOKE, run_suggest_cost, suggest_section
 from through_postfix import CASES, ONE_SESSION_ONLY, POSTFIX_SMOKE, run_through_postfix
@@ -123,3 +131,13 @@ def test_stop_time_case_measures_and_renders(tmp_path: Path) -> None:
     assert "| nullmx-milter, fd:3 (socket activation) | 1 |" in section
     assert "| stop: median of 1 < 1 s (unix) |" in section
     assert render(None, "", section).count("**Stop time**") == 1
+    # Alone, it is added to the block once, then rewritten in place; the rest stays.
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\n{BEGIN}\nOTHER-FIGURES\n{END}\n\nafter\n")
+    write_readme_stop(readme, "STOP-1")
+    write_readme_stop(readme, section)
+    text = readme.read_text()
+    assert "STOP-1" not in text
+    assert text.count("**Stop time**") == 1
+    assert text.index("OTHER-FIGURES") < text.index("**Stop time**") < text.index(END)
+    assert text.endswith(f"{END}\n\nafter\n")

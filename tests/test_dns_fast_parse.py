@@ -88,6 +88,11 @@ def parse(packet: bytes, domain: str = "null.test") -> object:
             id="underscore-and-hyphen",
         ),
         pytest.param(
+            answer(record(mx(10, b"a", b"x"), ttl=0), record(mx(20, b"b", b"x"), ttl=60)),
+            (((10, "a.x."), (20, "b.x.")), 0, False),
+            id="ttl-zero-first",
+        ),
+        pytest.param(
             answer(record(mx(7, b"x" * 63))), (((7, "x" * 63 + "."),), 60, False), id="63"
         ),
     ],
@@ -120,7 +125,9 @@ def test_plain_answers(packet: bytes, expected: object) -> None:
         pytest.param(answer(record(mx(10, b"\xc3\xbc"))), id="non-ascii-label"),
         pytest.param(answer(record(mx(10, b"a") + b"\0")), id="rdata-longer-than-name"),
         pytest.param(answer(record(b"\x00\x0a\x01a")), id="name-runs-past-rdata"),
-        pytest.param(answer(record(b"\x00\x0a\x41a\x00")), id="label-type-0x40"),
+        pytest.param(answer(record(b"\x00\x0a\x40" + b"a" * 64 + b"\x00")), id="label-type-0x40"),
+        pytest.param(answer(record(b"\x00\x0a\x41a\x00")), id="label-type-0x41"),
+        pytest.param(answer(record(mx(0), owner=b"\x04n\xffll\x04test\x00")), id="owner-not-ascii"),
         pytest.param(answer(record(b"\x00\x0a\x80a\x00")), id="label-type-0x80"),
         pytest.param(answer(record(b"\x00\x0a\xc0\x29")), id="pointer-loop"),
         pytest.param(answer(record(mx(0)))[:-1], id="cut-in-rdata"),
@@ -138,12 +145,22 @@ def test_query_id_must_match() -> None:
     assert parse_answer(answer(record(mx(0))), 8, QUESTION, "null.test") is None
 
 
-def test_a_long_chain_of_pointers_stands_aside() -> None:
-    # 40 pointers, each to the next: past the limit of pointers followed for one name.
-    base = len(header()) + len(QUESTION) + len(OWNER) + 10 + 2
-    hops = b"".join(struct.pack(">H", 0xC000 | (base + 2 * (index + 1))) for index in range(40))
-    rdata = b"\x00\x0a" + hops + b"\x00"
-    assert parse(answer(record(rdata))) is None
+def pointer_chain(count: int) -> bytes:
+    """A null MX whose exchange is `count` compression pointers, each to the next, then the
+    root label; the chain sits after the record, so the RDATA is just the first pointer."""
+    start = len(header()) + len(QUESTION) + len(OWNER) + 10 + 4
+    chain = b"".join(
+        struct.pack(">H", 0xC000 | (start + 2 * (index + 1))) for index in range(count - 1)
+    )
+    rdata = b"\x00\x00" + struct.pack(">H", 0xC000 | start)
+    return answer(record(rdata)) + chain + b"\x00"
+
+
+def test_up_to_32_pointers_are_followed_for_one_name() -> None:
+    assert parse(pointer_chain(1)) == (((0, "."),), 60, False)
+    assert parse(pointer_chain(32)) == (((0, "."),), 60, False)
+    assert parse(pointer_chain(33)) is None
+    assert parse(pointer_chain(200)) is None
 
 
 class OneShotServer:
@@ -249,6 +266,7 @@ def test_an_answer_with_another_id_stands_aside(
         pytest.param("bücher.test", id="u-label"),
         pytest.param("x" * 64 + ".test", id="label-64"),
         pytest.param(".".join(["a" * 63] * 4), id="name-over-255"),
+        pytest.param(".".join(["a" * 63] * 3 + ["b" * 62]), id="qname-255-octets"),
     ],
 )
 def test_names_that_cannot_be_asked_send_nothing(
@@ -257,6 +275,13 @@ def test_names_that_cannot_be_asked_send_nothing(
     server = serve(echo_null_mx)
     assert FastMxQuery("127.0.0.1", server.port).query(domain, 0.2) is None
     assert server.queries == []
+
+
+def test_one_letter_labels_are_asked(
+    serve: Callable[[Callable[[bytes], bytes | None]], OneShotServer],
+) -> None:
+    server = serve(echo_null_mx)
+    assert FastMxQuery("127.0.0.1", server.port).query("a.b", 2.0) == (((0, "."),), 60, False)
 
 
 def test_the_longest_name_that_fits_is_asked(

@@ -146,3 +146,10 @@ def test_recent_figures_cover_the_last_hundred_lookups() -> None:
     health.record(MxClass.SERVFAIL, 0.5)
     assert health.snapshot().recent_lookups == 100
     assert health.snapshot().recent_failure_ratio == 0.01
+
+
+def test_trip_after_one_trips_on_the_first_timeout() -> None:
+    health, _clock = make(trip_after=1)
+    timeouts(health, 1)
+    assert health.snapshot().failing_fast
+    assert not health.allow_query()

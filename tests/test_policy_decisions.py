@@ -7,8 +7,10 @@ import pytest
 
 from nullmx_milter.address import parse_address
 from nullmx_milter.config import RepliesConfig
+from nullmx_milter.dnssec import DnssecMode
 from nullmx_milter.mx import MxClass, MxLookup
 from nullmx_milter.policy import (
+    NULL_MX_UNAUTHENTICATED,
     Decision,
     Mode,
     NullMxPolicy,
@@ -151,4 +153,19 @@ def test_a_dry_run_with_on_dns_error_accept_just_accepts() -> None:
     lookup = MxLookup(MxClass.TIMEOUT, 0.0, "failed")
     assert policy(Mode.DRY_RUN).decide(ADDRESS, lookup, Role.RECIPIENT) == Decision(
         Verdict.ACCEPTED, "timeout", ADDRESS, lookup=lookup
+    )
+
+
+def test_an_unauthenticated_null_mx_under_dnssec_require_is_accepted_whole() -> None:
+    made = NullMxPolicy(
+        Mode.ENFORCE,
+        OnDnsError.ACCEPT,
+        SenderCheck.OFF,
+        frozenset(),
+        TEMPLATES,
+        dnssec=DnssecMode.REQUIRE,
+    )
+    lookup = MxLookup(MxClass.NULL_MX, 60.0, "0 .", authenticated=False)
+    assert made.decide(ADDRESS, lookup, Role.RECIPIENT) == Decision(
+        Verdict.ACCEPTED, NULL_MX_UNAUTHENTICATED, ADDRESS, lookup=lookup
     )

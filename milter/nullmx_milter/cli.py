@@ -177,4 +177,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"nullmx-milter: {refusal}", file=sys.stderr)
         return EXIT_CONFIG
     daemon.configure_logging(config)
-    return daemon.serve(config, args.config)
+    # Never returns: see daemon.exit_process.
+    return daemon.exit_process(daemon.serve(config, args.config))

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import Milter
 import milter as libmilter
@@ -156,6 +157,19 @@ def serve(config: Config, config_path: Path | None = None) -> int:
     finally:
         # Flushes the queued records (a startup error among them) before the process exits.
         background_logging.stop()
+
+
+def exit_process(status: int) -> NoReturn:
+    """End the process once serve() has returned and the logs are flushed.
+
+    libmilter's worker and signal threads outlive smfi_main and may still call into Python
+    (a session's close callback) while the interpreter finalizes, which can crash the
+    process at exit; there is nothing left to clean up, so skip finalization.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(status)
 
 
 def _serve(config: Config, config_path: Path | None) -> int:
