@@ -1,6 +1,6 @@
-"""`make bench`: run every benchmark and write the README's Performance section.
+"""`make bench`: run every benchmark and write the figures into docs/performance.md.
 
-Usage: run.py [--smoke] [--readme README.md] [--workdir DIR] [--skip-postfix]
+Usage: run.py [--smoke] [--readme docs/performance.md] [--workdir DIR] [--skip-postfix]
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ from through_postfix import POSTFIX_SMOKE, PostfixSizes, run_through_postfix  # 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: does the harness work")
-    parser.add_argument("--readme", type=Path, help="README to write the results into")
+    parser.add_argument(
+        "--readme", type=Path, help="the Markdown file whose bench block to rewrite"
+    )
     parser.add_argument("--workdir", type=Path, help="scratch directory (default: a temp dir)")
     parser.add_argument("--only", choices=("alone", "postfix"), help="run one part only")
     args = parser.parse_args()

@@ -37,7 +37,7 @@ TESTS = (
 )  # fmt: skip
 PYTEST_ARGS = ("-m", "not integration and not mta", "-p", "no:cacheprovider", "-q")
 # Files the selected tests read besides the package and tests/.
-ALSO = ("README.md", "config", "bench")
+ALSO = ("README.md", "docs", "config", "bench")
 # mutmut's exit codes (mutmut/stats.py): 1 and 3 killed, 37 caught by the type check.
 KILLED = {1, 3, 37}
 SURVIVED = 0

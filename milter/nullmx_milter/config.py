@@ -69,7 +69,7 @@ class DnsConfig:
     timeout: float = 2.0
     fail_fast_after: int = 5
     probe_interval: float = 1.0
-    # README "DNSSEC": reject only on an authenticated null MX, from a trusted resolver.
+    # docs/security.md "DNSSEC": reject only on an authenticated null MX, from a trusted resolver.
     dnssec: DnssecMode = DnssecMode.OFF
     resolver_path_trusted: bool = False
     dnssec_probe: ProbeQuery | None = DEFAULT_PROBE_QUERY
