@@ -5,6 +5,7 @@ Generated blocks live where their generator writes them."""
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,8 @@ _FENCE = re.compile(r"^```.*?^```", re.MULTILINE | re.DOTALL)
 _CODE = re.compile(r"`[^`\n]*`")
 _LINK = re.compile(r"\]\(([^()\s]+)\)")
 _HEADING = re.compile(r"^#{1,6} +(.+?) *#*$", re.MULTILINE)
+# How code, configs and tests point at a section: README or docs/NAME.md, then the quoted title.
+_SECTION_REFERENCE = re.compile(r'\b(README|docs/[\w-]+\.md),? "([^"\n]+)"')
 
 
 def prose(path: Path) -> str:
@@ -91,3 +94,27 @@ def test_the_benchmark_block_lives_where_make_bench_writes_it() -> None:
             assert BEGIN not in page.read_text(), f"{page.relative_to(REPO)} has a bench block"
     makefile = (REPO / "Makefile").read_text()
     assert "bench/run.py --readme docs/performance.md" in makefile
+
+
+def headings(path: Path) -> set[str]:
+    return {heading.replace("`", "") for heading in _HEADING.findall(path.read_text())}
+
+
+def test_section_references_in_code_and_configs_name_real_sections() -> None:
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.split()
+    broken = []
+    for name in tracked:
+        path = REPO / name
+        if path.suffix == ".md" or not path.is_file():
+            continue
+        try:
+            text = path.read_text()
+        except UnicodeDecodeError:
+            continue
+        for document, title in _SECTION_REFERENCE.findall(text):
+            target = REPO / ("README.md" if document == "README" else document)
+            if not target.is_file() or title.replace("`", "") not in headings(target):
+                broken.append(f'{name}: {document} "{title}"')
+    assert not broken, "references to sections that do not exist:\n" + "\n".join(broken)
