@@ -13,10 +13,14 @@ import socket
 import statistics
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from nullmx_milter.dns_lookup import MxResolver
+from nullmx_milter.endpoints import Nameserver
 
 from daemon_process import MilterDaemon, reap, wait_for_port
 from dns_load import run_dns_load
@@ -79,6 +83,8 @@ class MilterAloneResults:
     rows: list[Row] = field(default_factory=list)
     coalescing: dict[str, float] = field(default_factory=dict)
     memory: dict[str, float] = field(default_factory=dict)
+    # CPU µs per cold lookup in this process: "off", "require" (lean path), "dnspython".
+    dnssec_lookup: dict[str, float] = field(default_factory=dict)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -320,21 +326,24 @@ def warm_and_cold_rows(
     return rows
 
 
-def dnssec_rows(workdir: Path, stopping: list[subprocess.Popen[bytes]], sizes: Sizes) -> list[Row]:
+def dnssec_rows(
+    workdir: Path, stopping: list[subprocess.Popen[bytes]], sizes: Sizes
+) -> tuple[list[Row], dict[str, float]]:
     """Cold RCPTs with dns.dnssec "off" and "require", side by side: what DNSSEC costs.
 
     A second Knot serves the generated zone signed. Two daemons, one per mode, run at once
     and take turns: each round sends the same new names to one, then to the other (each has
     its own cache), so that the shared host's load drifts over both alike. Under "require"
     every query sets DO and AD and every answer carries the MX set's RRSIG (Knot, being
-    authoritative, sets no AD: the work is the same).
+    authoritative, sets no AD, so null MX are let through: the lookup work is the same).
     """
     per_mode = DNSSEC_WARM_UP + len(DNSSEC_CONNECTIONS) * sizes.rounds * sizes.cold_rcpts
+    lookup_names = [domain(per_mode + 1 + index) for index in range(2 * sizes.cold_rcpts)]
     knot_dir = workdir / "knot-signed"
     shutil.rmtree(knot_dir, ignore_errors=True)
     knot_dir.mkdir(parents=True)
     server = KnotServer(knot_dir).start(
-        extra_zones={"bench.": zone_text(per_mode + 1)}, signed=("bench.",)
+        extra_zones={"bench.": zone_text(per_mode + 1 + len(lookup_names))}, signed=("bench.",)
     )
     modes = ("off", "require")
     runs: dict[tuple[str, int], list[tuple[LoadResult, float]]] = {}
@@ -351,10 +360,17 @@ def dnssec_rows(workdir: Path, stopping: list[subprocess.Popen[bytes]], sizes: S
                 )
                 for mode in modes
             }
+            # Without AD from Knot, "require" lets every null MX through: it answers continue.
+            expect = {"off": nullmx_answer, "require": continue_answer}
             fresh = DomainCounter(1)
             warm_up = _split(fresh.take(DNSSEC_WARM_UP), 10)
-            for daemon in started.values():
-                measure_load(("127.0.0.1", daemon.milter_port), _daemon_pid(daemon), warm_up)
+            for mode, daemon in started.items():
+                measure_load(
+                    ("127.0.0.1", daemon.milter_port),
+                    _daemon_pid(daemon),
+                    warm_up,
+                    expect=expect[mode],
+                )
             for connections in DNSSEC_CONNECTIONS:
                 for round_number in range(sizes.rounds):
                     batches = _split(fresh.take(sizes.cold_rcpts), connections)
@@ -363,15 +379,46 @@ def dnssec_rows(workdir: Path, stopping: list[subprocess.Popen[bytes]], sizes: S
                     for mode in order:
                         daemon = started[mode]
                         address = ("127.0.0.1", daemon.milter_port)
-                        result = measure_load(address, _daemon_pid(daemon), batches)
+                        result = measure_load(
+                            address, _daemon_pid(daemon), batches, expect=expect[mode]
+                        )
                         runs.setdefault((mode, connections), []).append(result)
+        lookup_cpu = dnssec_lookup_cpu(server, lookup_names)
     finally:
         server.stop()
-    return [
+    rows = [
         _median_row(f"{DNSSEC_CASE} {mode}", connections, runs[(mode, connections)])
         for mode in modes
         for connections in DNSSEC_CONNECTIONS
     ]
+    return rows, lookup_cpu
+
+
+def dnssec_lookup_cpu(server: KnotServer, names: list[str], chunk: int = 100) -> dict[str, float]:
+    """CPU µs per cold MxResolver.lookup in this process, without the milter protocol around
+    it: "off" and "require" (both on the lean UDP path) taking turns chunk by chunk on the
+    same names (each resolver without a cache), and "dnspython" (require, lean path off)."""
+    nameservers = [Nameserver("127.0.0.1", server.port)]
+    spent = {"off": 0.0, "require": 0.0, "dnspython": 0.0}
+    counted = {"off": 0, "require": 0, "dnspython": 0}
+    half = len(names) // 2
+    for start in range(0, half, chunk):
+        batch = names[start : start + chunk]
+        modes = ("off", "require") if (start // chunk) % 2 == 0 else ("require", "off")
+        for mode in modes:
+            resolver = MxResolver(nameservers, 2.0, dnssec=mode == "require")
+            began = time.process_time()
+            for name in batch:
+                resolver.lookup(name)
+            spent[mode] += time.process_time() - began
+            counted[mode] += len(batch)
+    slow = MxResolver(nameservers, 2.0, fast_path=False, dnssec=True)
+    began = time.process_time()
+    for name in names[half:]:
+        slow.lookup(name)
+    spent["dnspython"] = time.process_time() - began
+    counted["dnspython"] = len(names) - half
+    return {mode: spent[mode] / max(1, counted[mode]) * 1e6 for mode in spent}
 
 
 def coalescing(
@@ -441,7 +488,8 @@ def run_milter_alone(workdir: Path, null_milter: Path, sizes: Sizes) -> MilterAl
             last = sizes.zone_domains - 1
             results.coalescing = coalescing(knot, workdir, stopping, sizes, last)
             results.memory = memory(knot, workdir, stopping, sizes)
-        results.rows.extend(dnssec_rows(workdir, stopping, sizes))
+        dnssec, results.dnssec_lookup = dnssec_rows(workdir, stopping, sizes)
+        results.rows.extend(dnssec)
     finally:
         reap(stopping)
     return results

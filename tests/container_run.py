@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import select
+import signal
 import subprocess
 import time
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ def podman_env() -> dict[str, str]:
     return {**os.environ, "CONTAINERS_CONF": str(CONTAINERS_CONF)}
 
 
-def podman(*args: str, timeout: float = 120.0, check: bool = True) -> str:
+def podman(*args: str, timeout: float = 600.0, check: bool = True) -> str:
     """Run `podman ARGS` and return its stdout; a failure raises with podman's stderr."""
     result = subprocess.run(
         ["podman", *args],
@@ -38,7 +39,7 @@ def podman(*args: str, timeout: float = 120.0, check: bool = True) -> str:
     return result.stdout
 
 
-def podman_status(*args: str, timeout: float = 120.0) -> tuple[int, str]:
+def podman_status(*args: str, timeout: float = 600.0) -> tuple[int, str]:
     """Run `podman ARGS`: its exit status and everything it printed."""
     result = subprocess.run(
         ["podman", *args],
@@ -52,18 +53,28 @@ def podman_status(*args: str, timeout: float = 120.0) -> tuple[int, str]:
 
 
 def build_image(kind: str = "milter") -> str:
-    """scripts/build-image KIND (cached when its inputs did not change): the image name."""
-    result = subprocess.run(
+    """scripts/build-image KIND (cached when its inputs did not change): the image name.
+
+    It runs in a process group of its own: a test stopped meanwhile (a timeout) stops the
+    whole build, debootstrap included, and the scripts remove their temporary roots.
+    """
+    process = subprocess.Popen(
         [str(REPO / "scripts" / "build-image"), kind],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=900,
         env=podman_env(),
-        check=False,
+        start_new_session=True,
     )
-    if result.returncode != 0:
-        raise RuntimeError(f"build-image {kind} failed: {result.stderr}")
-    return result.stdout.strip().splitlines()[-1]
+    try:
+        stdout, stderr = process.communicate(timeout=1500)
+    except BaseException:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.communicate()
+        raise
+    if process.returncode != 0:
+        raise RuntimeError(f"build-image {kind} failed: {stderr}")
+    return stdout.strip().splitlines()[-1]
 
 
 @dataclass(frozen=True)

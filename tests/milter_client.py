@@ -82,6 +82,27 @@ class MilterClient:
             self.connection.send_macro(constants.SMFIC_RCPT, i=queue_id)
         return self._answer(self.connection.send_ar(constants.SMFIC_RCPT, args=[recipient]))
 
+    def message_headers(self, *fields: tuple[str, str]) -> MilterAnswer:
+        """DATA, the header fields and end-of-headers, as negotiated; the last answer."""
+        if not self.protocol & constants.SMFIP_NODATA:
+            answer = self._answer(self.connection.send_ar(constants.SMFIC_DATA))
+            if answer.kind != "continue":
+                return answer
+        for name, value in fields:
+            if self.protocol & constants.SMFIP_NOHDRS:
+                break
+            if self.protocol & constants.SMFIP_NR_HDR:
+                self.connection._send(constants.SMFIC_HEADER, name=name, value=value)
+                continue
+            answer = self._answer(
+                self.connection.send_ar(constants.SMFIC_HEADER, name=name, value=value)
+            )
+            if answer.kind != "continue":
+                return answer
+        if self.protocol & constants.SMFIP_NOEOH:
+            return MilterAnswer("continue")
+        return self._answer(self.connection.send_ar(constants.SMFIC_EOH))
+
     def close(self) -> None:
         with contextlib.suppress(OSError):
             self.connection._send(constants.SMFIC_QUIT)

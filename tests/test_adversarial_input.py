@@ -10,6 +10,8 @@ import logging
 import re
 import socket
 import struct
+import time
+from pathlib import Path
 
 import pytest
 from miltertest import MilterConnection, constants
@@ -152,12 +154,26 @@ def test_daemon_answers_every_corpus_entry_and_keeps_serving(
     assert _send_raw(connection, constants.SMFIC_RCPT, b"<b@null.test>").code == "556"
     connection.sock.close()
 
-    log = daemon.log()
-    assert "Traceback" not in log
-    assert "internal error" not in log
-    decision_lines = [line for line in log.splitlines() if " role=" in line]
     # Logged once: one line per argument that reached a callback, plus the MAIL FROM sent
     # before each RCPT and the two commands of the final check.
     expected = sent["rcpt"] + sent["mail"] + sum(entry.role == "rcpt" for entry in ENTRIES) + 2
-    assert len(decision_lines) == expected
-    assert all(_SAFE_LOG.match(line) for line in decision_lines)
+
+    def decision_lines() -> list[str]:
+        return [line for line in daemon.log().splitlines() if " role=" in line]
+
+    # The daemon writes its log from a background thread: wait for the last lines.
+    deadline = time.monotonic() + 10.0
+    while len(decision_lines()) < expected and time.monotonic() < deadline:
+        time.sleep(0.05)
+    log = daemon.log()
+    assert "Traceback" not in log
+    assert "internal error" not in log
+    assert len(decision_lines()) == expected
+    assert all(_SAFE_LOG.match(line) for line in decision_lines())
+
+
+def test_reliability_guide_states_the_corpus_size() -> None:
+    guide = (Path(__file__).resolve().parent.parent / "docs" / "reliability.md").read_text()
+    stated = re.search(r"adversarial\.txt\): (\d[\d,]*) hostile", guide)
+    assert stated is not None
+    assert int(stated.group(1).replace(",", "")) == len(ENTRIES)

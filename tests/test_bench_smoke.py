@@ -19,7 +19,17 @@ from milter_alone import (
     running_process,
 )
 from milter_load import run_load
-from report import BEGIN, END, postfix_section, render, write_readme
+from report import (
+    BEGIN,
+    END,
+    postfix_section,
+    render,
+    stop_section,
+    write_readme,
+    write_readme_stop,
+)
+from stop_time import SOCKETS, STOP_SMOKE, run_stop_time
+from suggest_cost import SUGGEST_SMOKE, run_suggest_cost, suggest_section
 from through_postfix import CASES, ONE_SESSION_ONLY, POSTFIX_SMOKE, run_through_postfix
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
@@ -38,6 +48,7 @@ def test_harness_measures_and_writes_the_readme(tmp_path: Path) -> None:
     for mode in ("off", "require"):
         for connections in DNSSEC_CONNECTIONS:
             assert (f"{DNSSEC_CASE} {mode}", connections) in cases
+    assert all(results.dnssec_lookup[mode] > 0 for mode in ("off", "require", "dnspython"))
     assert all(row.rate > 0 and 0 < row.p50 <= row.p99 for row in results.rows)
     # Coalescing: many RCPTs for one uncached domain, one query at the DNS server.
     assert results.coalescing["queries_at_server"] == 1
@@ -53,6 +64,7 @@ def test_harness_measures_and_writes_the_readme(tmp_path: Path) -> None:
     assert "STALE-TEXT" not in text
     assert "| warm cache | 10 |" in text
     assert "CPU µs require | CPU ratio" in text
+    assert "The cold lookup alone" in text
     assert text.endswith(f"{END}\n\nafter\n")
 
 
@@ -95,3 +107,37 @@ def test_postfix_harness_runs_every_case(tmp_path: Path) -> None:
     assert "| 1 session: (d) ≥ 0.85 x (a) |" in section
     assert "| 20 sessions: (i) ≥ 0.98 x (b) |" in section
     assert render(None, section).count("**Through Postfix**") == 1
+
+
+def test_suggestion_cost_case_measures_and_renders() -> None:
+    cost = run_suggest_cost(SUGGEST_SMOKE)
+    assert cost.candidates == SUGGEST_SMOKE.learned + 38
+    assert 0 < cost.p50 <= cost.p99 <= cost.worst
+    assert cost.offered > 0 and cost.add_seconds > 0
+    assert cost.check_before > 0 and cost.check_after > 0
+    section = suggest_section(cost)
+    assert "| a suggestion < 1 ms per rejected address, 50 learned + 38 built-in" in section
+    assert render(None, suggest=section).count('**"Did you mean"') == 1
+
+
+@pytest.mark.integration
+def test_stop_time_case_measures_and_renders(tmp_path: Path) -> None:
+    times = run_stop_time(tmp_path, STOP_SMOKE)
+    assert set(times.seconds) == set(SOCKETS)
+    assert all(len(seconds) == STOP_SMOKE.stops for seconds in times.seconds.values())
+    assert all(0 < times.worst(case) < 30 for case in SOCKETS)
+    assert all(0 < (times.median_logged(case) or 0) <= times.median(case) for case in SOCKETS)
+    section = stop_section(times)
+    assert "| nullmx-milter, fd:3 (socket activation) | 1 |" in section
+    assert "| stop: median of 1 < 1 s (unix) |" in section
+    assert render(None, "", section).count("**Stop time**") == 1
+    # Alone, it is added to the block once, then rewritten in place; the rest stays.
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\n{BEGIN}\nOTHER-FIGURES\n{END}\n\nafter\n")
+    write_readme_stop(readme, "STOP-1")
+    write_readme_stop(readme, section)
+    text = readme.read_text()
+    assert "STOP-1" not in text
+    assert text.count("**Stop time**") == 1
+    assert text.index("OTHER-FIGURES") < text.index("**Stop time**") < text.index(END)
+    assert text.endswith(f"{END}\n\nafter\n")

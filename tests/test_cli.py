@@ -104,3 +104,38 @@ def test_run_names_a_policy_socket_it_cannot_open(tmp_path: Path) -> None:
     result = run("run", "--allow-root", "--config", str(unusable_config(tmp_path)))
     assert result.returncode == 1
     assert "cannot serve the policy service on unix:" in result.stderr
+
+
+@pytest.mark.integration
+def test_check_shows_the_suggestion(knot: KnotServer, tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(f'[dns]\nnameservers = ["{knot.nameserver}"]\n')
+    result = run("check", "--config", str(config), "jane@gmial.com", "a@null.test")
+    assert result.returncode == 0
+    gmial, null = result.stdout.split("\n\n")
+    assert "suggest:  jane@gmail.com (1 edit)" in gmial
+    assert "          556-5.1.10 Did you mean <jane@gmail.com>?" in gmial
+    assert "suggest:  none (none)" in null
+
+
+@pytest.mark.parametrize("busy", ["milter", "metrics"])
+def test_run_names_a_busy_port(tmp_path: Path, busy: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = int(taken.getsockname()[1])
+        free = free_port(socket.SOCK_STREAM)
+        milter_port, metrics_port = (port, free) if busy == "milter" else (free, port)
+        config = tmp_path / "c.toml"
+        config.write_text(
+            f'[milter]\nsocket = "inet:{milter_port}@127.0.0.1"\n'
+            f'[metrics]\nlisten = "127.0.0.1:{metrics_port}"\n'
+        )
+        result = run("run", "--allow-root", "--config", str(config))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    expected = {
+        "milter": f"cannot serve on inet:{port}@127.0.0.1",
+        "metrics": f"cannot serve metrics on metrics.listen = 127.0.0.1:{port}: ",
+    }[busy]
+    assert expected in result.stderr

@@ -11,6 +11,7 @@ from nullmx_milter.config import Config, config_from_dict, load_config
 from nullmx_milter.dnssec import DnssecMode, ProbeQuery
 from nullmx_milter.endpoints import Nameserver, parse_nameserver
 from nullmx_milter.errors import ConfigError
+from nullmx_milter.header_check import HeaderFromCheck
 from nullmx_milter.policy import Mode, OnDnsError, SenderCheck
 
 SAMPLE = Path(__file__).resolve().parent.parent / "config" / "nullmx-milter.toml"
@@ -107,6 +108,61 @@ def test_full_config_is_read() -> None:
             {"dns": {"dnssec_probe_interval": 0}}, "dns.dnssec_probe_interval", "> 0", id="every"
         ),
         pytest.param(
+            {"policy": {"header_from_null_mx": "on"}}, "policy.header_from_null_mx", "", id="hf"
+        ),
+        pytest.param(
+            {"policy": {"replies": {"sender": ["a", "Did you mean <{suggestion}>?"]}}},
+            "policy.replies.sender",
+            "only the recipient reply",
+            id="suggestion-in-sender",
+        ),
+        pytest.param(
+            {"policy": {"replies": {"recipient": ["Did you mean <{suggestion}>?"]}}},
+            "policy.replies.recipient",
+            "one must not",
+            id="only-suggestion-lines",
+        ),
+        pytest.param(
+            {"policy": {"replies": {"header_from": ["{nope}"]}}},
+            "policy.replies.header_from",
+            "unknown template field",
+            id="header-from-template",
+        ),
+        pytest.param(
+            {"policy_service": {"recipient_reply": "Did you mean <{suggestion}>?"}},
+            "policy_service.recipient_reply",
+            "one must not",
+            id="policy-service-suggestion",
+        ),
+        pytest.param(
+            {"suggestions": {"providers": ["gmail"]}}, "suggestions.providers", "", id="tld"
+        ),
+        pytest.param(
+            {"suggestions": {"extra_providers": ["a..b"]}},
+            "suggestions.extra_providers",
+            "",
+            id="x",
+        ),
+        pytest.param({"suggestions": {"enabled": 1}}, "suggestions.enabled", "true or", id="on"),
+        pytest.param(
+            {"suggestions": {"learned_domains": -1}}, "suggestions.learned_domains", ">= 0", id="n"
+        ),
+        pytest.param(
+            {"suggestions": {"learned_domains": 10**6}},
+            "suggestions.learned_domains",
+            "<= 100,000",
+            id="too-many-learned",
+        ),
+        pytest.param(
+            {"suggestions": {"learned_min_count": 0}},
+            "suggestions.learned_min_count",
+            ">= 1",
+            id="c",
+        ),
+        pytest.param({"status": {"top_domains": -1}}, "status.top_domains", ">= 0", id="top"),
+        pytest.param({"status": {"top_domains": 1000}}, "status.top_domains", "<= 100", id="big"),
+        pytest.param({"status": {"top": 1}}, "status.top", "unknown key", id="status-typo"),
+        pytest.param(
             {"dns": {"dnssec": "require", "nameservers": ["127.0.0.1", "192.0.2.53"]}},
             "dns.nameservers",
             "must be a loopback address",
@@ -164,3 +220,23 @@ def test_dnssec_settings() -> None:
     assert loopback.dns.dnssec is DnssecMode.REQUIRE
     default = config_from_dict({})
     assert (default.dns.dnssec, default.dns.dnssec_probe) == (DnssecMode.OFF, ProbeQuery("NS", "."))
+
+
+def test_suggestion_and_status_settings_are_read() -> None:
+    config = config_from_dict(
+        {
+            "policy": {"header_from_null_mx": "dry-run"},
+            "suggestions": {
+                "providers": ["Example.ORG", "bücher.example", "example.org"],
+                "extra_providers": ["partner.example"],
+                "learned_domains": 0,
+                "learned_min_count": 3,
+            },
+            "status": {"top_domains": 0},
+        }
+    )
+    assert config.policy.header_from_null_mx is HeaderFromCheck.DRY_RUN
+    assert config.suggestions.providers == ("example.org", "xn--bcher-kva.example")
+    assert config.suggestions.extra_providers == ("partner.example",)
+    assert (config.suggestions.learned_domains, config.suggestions.learned_min_count) == (0, 3)
+    assert config.status.top_domains == 0

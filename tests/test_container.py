@@ -26,7 +26,7 @@ from knot import KnotServer
 from milter_client import MilterClient
 from netns import entered_namespace
 
-pytestmark = pytest.mark.container
+pytestmark = [pytest.mark.container, pytest.mark.timeout(1800)]
 
 MILTER_PORT = 8894
 METRICS_PORT = 9466
@@ -105,8 +105,8 @@ def start_milter(milter_image: str, tmp_path: Path) -> Iterator[StartMilter]:
         started.append(running)
         with entered_namespace(container.netns):
             knot.start()
-            wait_for_port(MILTER_PORT)
-            wait_for_port(METRICS_PORT)
+            wait_for_port(MILTER_PORT, timeout=60)
+            wait_for_port(METRICS_PORT, timeout=60)
         return running
 
     yield start

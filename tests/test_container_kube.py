@@ -21,7 +21,7 @@ from knot import KnotServer
 from mta_postfix import SmtpSink
 from netns import ProcessNamespace
 
-pytestmark = pytest.mark.container
+pytestmark = [pytest.mark.container, pytest.mark.timeout(1800)]
 
 MANIFEST = REPO / "container" / "kubernetes.yaml"
 SINK_PORT = 2525
@@ -95,12 +95,17 @@ def pod() -> Iterator[Pod]:
         with netns.entered():
             knot.start()
         sink = SmtpSink(netns, workdir / "sink", port=SINK_PORT).start()
-        with netns.entered():
-            wait_for_port(25)
         running = Pod(name, netns, sink)
-        # The milter's socket in the pod's volume, reached through its container's root.
-        milter_root = Path(f"/proc/{running.container('nullmx-milter').pid}/root")
-        wait_for_unix_socket(milter_root / "run/nullmx-milter/nullmx-milter.sock")
+        # Generous: podman and the host are shared with other builds and test runs.
+        try:
+            with netns.entered():
+                wait_for_port(25, timeout=60)
+            # The milter's socket in the pod's volume, reached through its container's root.
+            milter_root = Path(f"/proc/{running.container('nullmx-milter').pid}/root")
+            wait_for_unix_socket(milter_root / "run/nullmx-milter/nullmx-milter.sock", 60)
+        except (TimeoutError, RuntimeError) as error:
+            logs = {side: running.container(side).logs() for side in ("postfix", "nullmx-milter")}
+            raise RuntimeError(f"the pod did not come up: {error}; logs: {logs}") from error
         yield running
     finally:
         podman("kube", "down", str(manifest), check=False)

@@ -14,7 +14,7 @@ import yaml
 
 from container_run import REPO, build_image, podman_status
 
-pytestmark = pytest.mark.container
+pytestmark = [pytest.mark.container, pytest.mark.timeout(1800)]
 
 CONTAINER = REPO / "container"
 IMAGE_CONFIG = tomllib.loads((CONTAINER / "nullmx-milter.toml").read_text())

@@ -118,6 +118,23 @@ def test_dry_run_and_allowlist_never_reject(knot: KnotServer, start_daemon: Star
     assert "verdict=would_reject" in daemon.log()
 
 
+def test_dry_run_changes_no_answer_even_with_on_dns_error_tempfail(
+    knot: KnotServer, start_daemon: StartDaemon
+) -> None:
+    daemon = start_daemon(
+        [knot.nameserver], '[policy]\nmode = "dry-run"\non_dns_error = "tempfail"\n'
+    )
+    with MilterClient(daemon.milter_port) as client:
+        assert client.rcpt("<a@x.broken.test>").kind == "continue"
+        assert client.rcpt("<b@null.test>").kind == "continue"
+    text = daemon.metrics_text()
+    assert metric(text, "nullmx_recipients_total", verdict="would_tempfail") == 1
+    assert metric(text, "nullmx_recipients_total", verdict="would_reject") == 1
+    assert metric(text, "nullmx_recipients_total", verdict="tempfailed") == 0
+    assert metric(text, "nullmx_replies_total", code="451", enhanced="4.4.3") == 0
+    assert "verdict=would_tempfail" in daemon.log()
+
+
 def test_sender_check_rejects_null_mx_sender_but_not_null_path(
     knot: KnotServer, start_daemon: StartDaemon
 ) -> None:

@@ -25,7 +25,10 @@ DEBIAN_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 
 @dataclass(frozen=True)
 class Builds:
-    source: Path  # the tree version N was built from
+    # The tree version N was built from, in place: autopkgtest takes a tree with
+    # debian/files as built and installs the .deb it is given for "@" instead of building
+    # the source first (which would need dpkg-dev in the bare system).
+    source: Path
     old: Path  # version N
     new: Path  # version N+1: the same tree, a bumped changelog
 

@@ -96,6 +96,17 @@ def test_the_benchmark_block_lives_where_make_bench_writes_it() -> None:
     assert "bench/run.py --readme docs/performance.md" in makefile
 
 
+def test_the_mutation_block_lives_where_make_mutation_writes_it() -> None:
+    begin = "<!-- mutation:begin"
+    development = (REPO / "docs" / "development.md").read_text()
+    assert development.count(begin) == 1
+    for page in PAGES:
+        if page.name != "development.md":
+            assert begin not in page.read_text(), f"{page.relative_to(REPO)} has a mutation block"
+    makefile = (REPO / "Makefile").read_text()
+    assert "scripts/mutation.py --readme docs/development.md" in makefile
+
+
 def headings(path: Path) -> set[str]:
     return {heading.replace("`", "") for heading in _HEADING.findall(path.read_text())}
 

@@ -61,6 +61,17 @@ def test_dry_run_continues_and_counts(monkeypatch: pytest.MonkeyPatch) -> None:
     assert sample(registry, "nullmx_recipients_total", verdict="would_reject") == 1
 
 
+def test_dry_run_counts_would_tempfail_and_answers_continue(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ctx, registry = make_context(monkeypatch, mode=Mode.DRY_RUN, on_dns_error=OnDnsError.TEMPFAIL)
+    assert ctx._envrcpt("<b@broken.example>") == Milter.CONTINUE
+    assert ctx._reply is None
+    assert sample(registry, "nullmx_recipients_total", verdict="would_tempfail") == 1
+    assert sample(registry, "nullmx_recipients_total", verdict="tempfailed") == 0
+    assert sample(registry, "nullmx_replies_total", code="451", enhanced="4.4.3") == 0
+
+
 def test_tempfail_on_dns_error(monkeypatch: pytest.MonkeyPatch) -> None:
     ctx, registry = make_context(monkeypatch, on_dns_error=OnDnsError.TEMPFAIL)
     assert ctx._envrcpt("<b@broken.example>") == Milter.TEMPFAIL

@@ -108,7 +108,9 @@ def test_live_status_and_healthz(daemons: Daemons) -> None:
     assert f"211-dns nameservers: {daemons.nameserver} (timeout 1 s)\n" in text
     assert "recent failures 1 of 3 (33%)" in text
     assert "211-replies: 556 5.1.10 = 1, 550 5.7.27 = 0, 451 4.4.3 = 0\n" in text
-    assert "accepted 2, rejected 1, tempfailed 0, would_reject 0, skipped 1" in text
+    assert (
+        "accepted 2, rejected 1, tempfailed 0, would_reject 0, would_tempfail 0, skipped 1" in text
+    )
     assert get(f"{base}/healthz") == (200, "ok\n")
 
 

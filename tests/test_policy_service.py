@@ -64,6 +64,11 @@ def test_tempfail_dry_run_and_sender() -> None:
     assert tempfail.respond(request(recipient="u@broken.example")).startswith("451 4.4.3 ")
     dry = responder(mode=Mode.DRY_RUN).respond(request(recipient="u@null.example"))
     assert dry.startswith("WARN ")
+    dry_tempfail = responder(mode=Mode.DRY_RUN, on_dns_error=OnDnsError.TEMPFAIL)
+    assert dry_tempfail.respond(request(recipient="u@broken.example")) == (
+        "WARN nullmx-milter dry-run: DNS lookup of broken.example failed (servfail); "
+        "enforcing would answer 451"
+    )
     sender = responder(sender=SenderCheck.REJECT)
     assert sender.respond({"protocol_state": "MAIL", "sender": "b@null.example"}).startswith(
         "550 5.7.27 "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
@@ -13,12 +12,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from miltertest import constants
 
 from conftest import StartDaemon
 from daemon_process import CONSOLE_SCRIPT, MilterDaemon, toml_config, wait_for_port
 from exposition import metric
 from knot import KnotServer, free_port
 from milter_client import MilterClient
+from socket_activation import held_listener, start_on_fd
 
 pytestmark = pytest.mark.integration
 
@@ -189,43 +190,15 @@ def test_stops_well_before_libmilters_five_second_poll(
     assert "stopping on " + signal.Signals(signal_number).name in daemon.log()
 
 
-def _held_listener() -> socket.socket:
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(128)
-    return listener
-
-
-def _start_on_fd(workdir: Path, config: str, listener: socket.socket) -> subprocess.Popen[bytes]:
-    """Start the daemon as systemd would for a socket unit: the listener as fd 3."""
-    config_path = workdir / "nullmx-milter.toml"
-    config_path.write_text(config)
-    listen_fd = listener.fileno()
-
-    def as_fd_three() -> None:
-        os.dup2(listen_fd, 3)
-
-    return subprocess.Popen(
-        [CONSOLE_SCRIPT, "run", "--allow-root", "--config", str(config_path)],
-        stdout=subprocess.DEVNULL,
-        stderr=(workdir / "milter.log").open("ab"),
-        # Kept open through the exec: the listener, and the copy of it made as fd 3.
-        pass_fds=(listen_fd, 3),
-        preexec_fn=as_fd_three,  # noqa: PLW1509 - a lone dup2
-        env={**os.environ, "LISTEN_FDS": "1"},
-    )
-
-
 def test_socket_activation_serves_on_fd_3_and_restarts_lose_no_connection(
     knot: KnotServer, tmp_path: Path
 ) -> None:
-    listener = _held_listener()
+    listener = held_listener()
     metrics_port = free_port(socket.SOCK_STREAM)
     config = toml_config([knot.nameserver], "fd:3", metrics_port)
     port = listener.getsockname()[1]
     try:
-        process = _start_on_fd(tmp_path, config, listener)
+        process = start_on_fd(tmp_path, config, listener)
         wait_for_port(metrics_port)
         with MilterClient(port) as client:
             assert client.rcpt("<a@null.test>").code == "556"
@@ -235,7 +208,7 @@ def test_socket_activation_serves_on_fd_3_and_restarts_lose_no_connection(
         # Between two processes the held socket still accepts into its backlog: a client
         # that connects now is served by the next process.
         early = socket.create_connection(("127.0.0.1", port), timeout=30)
-        process = _start_on_fd(tmp_path, config, listener)
+        process = start_on_fd(tmp_path, config, listener)
         try:
             with MilterClient(early) as waiting:
                 assert waiting.rcpt("<b@null.test>").code == "556"
@@ -264,3 +237,23 @@ def test_fd_that_is_not_a_listening_socket_is_a_clear_error(
     )
     assert result.returncode == 1
     assert "cannot serve on milter.socket = fd:7: fd 7 is not an open socket" in result.stderr
+
+
+def test_header_from_check_cannot_be_switched_on_by_a_reload(
+    knot: KnotServer, start_daemon: StartDaemon
+) -> None:
+    daemon = start_daemon([knot.nameserver], "[status]\ntop_domains = 3\n")
+    reload(
+        daemon,
+        config_text(
+            daemon, knot, '[policy]\nheader_from_null_mx = "reject"\n[status]\ntop_domains = 0\n'
+        ),
+    )
+    report = status_text(daemon)
+    assert "211-needs restart: policy.header_from_null_mx\n" in report
+    # The live part of the same file is in force: the top domains are hidden now.
+    assert "top rejected" not in report
+    assert "reload: policy.header_from_null_mx changed but needs a restart" in daemon.log()
+    with MilterClient(daemon.milter_port) as client:
+        # Still negotiated as at start: no header callbacks.
+        assert client.protocol & constants.SMFIP_NOHDRS

@@ -117,3 +117,99 @@ def test_suggestion_is_sanitised_like_the_address() -> None:
 def test_a_template_only_of_suggestion_lines_is_refused() -> None:
     with pytest.raises(ReplyError, match="suggestion"):
         ReplyTemplate("556", "5.1.10", ("Did you mean <{suggestion}>?",))
+
+
+@pytest.mark.parametrize(
+    ("code", "enhanced", "lines", "message"),
+    [
+        pytest.param("250", "2.0.0", ("x",), "reply code '250' is not a 4xx or 5xx code", id="2xx"),
+        pytest.param(
+            "556",
+            "4.1.10",
+            ("x",),
+            "enhanced code '4.1.10' does not match reply code 556",
+            id="cls",
+        ),
+        pytest.param("556", "5.1.10", (), "a reply has 1 to 32 lines", id="no-lines"),
+        pytest.param("556", "5.1.10", ("x",) * 33, "a reply has 1 to 32 lines", id="33-lines"),
+        pytest.param(
+            "556",
+            "5.1.10",
+            ("é",),
+            "reply line has a character outside printable ASCII: 'é'",
+            id="non-ascii",
+        ),
+        pytest.param(
+            "556", "5.1.10", ("50%",), "reply line has a '%' that is not doubled: '50%'", id="pct"
+        ),
+        pytest.param(
+            "556",
+            "5.1.10",
+            ("x" * 600,),
+            "reply line is 613 octets on the wire, over 512",
+            id="long",
+        ),
+    ],
+)
+def test_refused_replies_say_why(
+    code: str, enhanced: str, lines: tuple[str, ...], message: str
+) -> None:
+    with pytest.raises(ReplyError) as caught:
+        Reply(code, enhanced, lines)
+    assert str(caught.value) == message
+
+
+def test_limits_that_pass() -> None:
+    assert len(Reply("556", "5.1.10", ("x",) * 32).lines) == 32
+    # 512 octets exactly: code, space, enhanced code, space, text and CRLF.
+    longest = "x" * (512 - len("556 5.1.10 ") - 2)
+    assert Reply("556", "5.1.10", (longest,)).lines == (longest,)
+    with pytest.raises(ReplyError):
+        Reply("556", "5.1.10", (longest + "x",))
+
+
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        pytest.param(
+            ("a{",), "template line 'a{': Single '{' encountered in format string", id="brace"
+        ),
+        pytest.param(
+            ("{0}",),
+            "unknown template field {0}; use {address}, {domain} or {suggestion}",
+            id="field",
+        ),
+        pytest.param(
+            ("caf\u00e9 {domain}",),
+            "template text must be printable ASCII: 'café {domain}'",
+            id="non-ascii",
+        ),
+    ],
+)
+def test_refused_templates_say_why(lines: tuple[str, ...], message: str) -> None:
+    with pytest.raises(ReplyError) as caught:
+        ReplyTemplate("556", "5.1.10", lines)
+    assert str(caught.value) == message
+
+
+def test_escaped_braces_and_percent_in_template_text() -> None:
+    template = ReplyTemplate("556", "5.1.10", ("50 {{x}} % {domain}", "tail }} {{"))
+    assert template.render("a", "b.example") == Reply(
+        "556", "5.1.10", ("50 {x} %% b.example", "tail } {")
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "limit", "shown"),
+    [
+        pytest.param("a" * 10, 10, "a" * 10, id="exactly-the-limit"),
+        pytest.param("a" * 11, 10, "aaaaaaa...", id="one-over"),
+        pytest.param("abc%xyzw", 8, "abc%%...", id="cut-after-a-doubled-percent"),
+        pytest.param("abcd%%xyz", 8, "abcd...", id="cut-inside-a-doubled-percent"),
+        pytest.param("abc%%%xyz", 9, "abc%%...", id="cut-inside-the-third"),
+        pytest.param("a\r\nb\x00é", 10, "a??b??", id="unprintable"),
+        pytest.param("50%", 10, "50%%", id="percent-doubled"),
+    ],
+)
+def test_sanitise_edges(text: str, limit: int, shown: str) -> None:
+    assert sanitise(text, limit) == shown

@@ -14,6 +14,7 @@ from nullmx_milter.dns_lookup import MxResolver
 from nullmx_milter.dnssec import DnssecMode
 from nullmx_milter.endpoints import Nameserver
 from nullmx_milter.errors import ConfigError
+from nullmx_milter.header_check import HeaderFromCheck
 from nullmx_milter.metrics import Metrics
 from nullmx_milter.mx import MxClass, MxLookup
 from nullmx_milter.policy import Mode, Role, Verdict
@@ -116,6 +117,19 @@ def test_fail_fast_settings_reach_the_carried_over_health_record() -> None:
         pytest.param(
             {"policy": {"sender_null_mx": "reject"}}, ("policy.sender_null_mx",), id="sender-on"
         ),
+        pytest.param(
+            {"policy": {"header_from_null_mx": "reject"}},
+            ("policy.header_from_null_mx",),
+            id="header-from-on",
+        ),
+        pytest.param(
+            {
+                "suggestions": {"enabled": False, "learned_min_count": 3},
+                "status": {"top_domains": 0},
+            },
+            (),
+            id="suggestions-and-status-are-live",
+        ),
         pytest.param({"policy": {"mode": "dry-run"}}, (), id="mode-is-live"),
         pytest.param({"dns": {"nameservers": ["127.0.0.9"]}}, (), id="dns-is-live"),
         pytest.param({"log": {"level": "debug"}}, (), id="log-level-is-live"),
@@ -190,3 +204,34 @@ def test_dnssec_require_trusts_only_loopback_resolvers() -> None:
         remote, dns=dataclasses.replace(remote.dns, resolver_path_trusted=True)
     )
     assert build_runtime(trusted, metrics()).config is trusted
+
+
+def test_header_from_between_reject_and_dry_run_is_live() -> None:
+    running = config_from_dict({"policy": {"header_from_null_mx": "reject"}})
+    loaded = config_from_dict({"policy": {"header_from_null_mx": "dry-run"}})
+    assert settings_needing_restart(running, loaded) == ()
+    assert in_force(running, loaded).policy.header_from_null_mx is HeaderFromCheck.DRY_RUN
+    off = config_from_dict({})
+    assert settings_needing_restart(running, off) == ("policy.header_from_null_mx",)
+    assert in_force(running, off).policy.header_from_null_mx is HeaderFromCheck.REJECT
+
+
+def test_tallies_outlive_a_reload_and_take_its_settings() -> None:
+    counters = metrics()
+    source = FakeSource(
+        {"partner-corp.example": MxClass.MX, "partner-crop.example": MxClass.NULL_MX}
+    )
+    first = build_runtime(config_from_dict({}), counters, source=source)
+    for index in range(5):
+        first.engine.check_recipient(f"<u{index}@partner-corp.example>")
+    assert first.engine.check_recipient("<b@partner-crop.example>").suggested == ""
+    lower = config_from_dict({"suggestions": {"learned_min_count": 5}})
+    second = build_runtime(lower, counters, previous=first, source=source)
+    assert second.domains is first.domains
+    assert second.engine.check_recipient("<b@partner-crop.example>").suggested == (
+        "b@partner-corp.example"
+    )
+    off = config_from_dict({"suggestions": {"enabled": False}})
+    third = build_runtime(off, counters, previous=second, source=source)
+    assert third.engine.check_recipient("<b@partner-crop.example>").suggestion is None
+    assert [entry.item for entry in third.domains.rejected.top(1)] == ["partner-crop.example"]

@@ -100,8 +100,11 @@ def test_listeners_bind_loopback_by_default() -> None:
     assert sample.policy_service.listen == ""
 
 
-def test_listener_exposes_counts_and_health_never_addresses_or_domains() -> None:
-    config = Config()
+@pytest.mark.parametrize("top_domains", [10, 0])
+def test_listener_exposes_counts_and_health_never_addresses(top_domains: int) -> None:
+    """Never an address; domains only in the status report's top lists, which
+    status.top_domains = 0 hides (docs/security.md "What the listener exposes")."""
+    config = config_from_dict({"status": {"top_domains": top_domains}})
     components = build(config, source=ZoneSource())
     assert components.engine.check_recipient("<confidential.person@null.test>").reply
     components.engine.check_recipient("<someone@private-customer.example>")
@@ -112,23 +115,34 @@ def test_listener_exposes_counts_and_health_never_addresses_or_domains() -> None
     server.start()
     pages = {}
     try:
-        for path in ("/metrics", "/status", "/healthz"):
+        for name, path, accept in (
+            ("metrics", "/metrics", ""),
+            ("status", "/status", "text/plain"),
+            ("status-json", "/status", "application/json"),
+            ("healthz", "/healthz", ""),
+        ):
+            request = urllib.request.Request(
+                f"http://{listen}{path}", headers={"Accept": accept} if accept else {}
+            )
             try:
-                with urllib.request.urlopen(f"http://{listen}{path}", timeout=5) as response:
-                    pages[path] = response.read().decode()
+                with urllib.request.urlopen(request, timeout=5) as response:
+                    pages[name] = response.read().decode()
             except urllib.error.HTTPError as error:  # 503 when unhealthy: still a page
-                pages[path] = error.read().decode()
+                pages[name] = error.read().decode()
     finally:
         server.stop()
-    for path, text in pages.items():
-        for needle in ("confidential", "null.test", "private-customer", "servfail-customer"):
-            assert needle not in text, (path, needle)
+    for page, text in pages.items():
+        for needle in ("confidential", "someone", "private-customer"):
+            assert needle not in text, (page, needle)
+        for domain in ("null.test", "servfail-customer.broken.test"):
+            listed = page.startswith("status") and top_domains > 0
+            assert (domain in text) is listed, (page, domain)
     families = {
-        line.split()[2] for line in pages["/metrics"].splitlines() if line.startswith("# TYPE ")
+        line.split()[2] for line in pages["metrics"].splitlines() if line.startswith("# TYPE ")
     }
     assert families
     assert all(name.startswith(("nullmx_", "process_", "python_")) for name in families)
-    assert 'nullmx_recipients_total{verdict="rejected"} 1.0' in pages["/metrics"]
+    assert 'nullmx_recipients_total{verdict="rejected"} 1.0' in pages["metrics"]
 
 
 def test_policy_service_log_lines_stay_one_line(

@@ -13,11 +13,11 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from nullmx_milter.cache import LookupCache
-from nullmx_milter.config import Config, load_config
+from nullmx_milter.config import Config, config_from_dict, load_config
 from nullmx_milter.dns_health import DnsHealth, DnsHealthSnapshot
 from nullmx_milter.dnssec import DnssecMode, ProbeState
 from nullmx_milter.dnssec_probe import DnssecStatus
-from nullmx_milter.domain_stats import DomainStats, TopDomains
+from nullmx_milter.domain_stats import TopDomains
 from nullmx_milter.metrics import Metrics, runtime_versions
 from nullmx_milter.mx import MxClass, MxLookup
 from nullmx_milter.reply import SMTP_LINE_OCTETS
@@ -348,16 +348,15 @@ def test_json_carries_the_same_figures_as_the_text() -> None:
 
 
 def test_source_lists_rejected_domains_from_live_tallies() -> None:
-    config = load_config(None)
     metrics = Metrics(CollectorRegistry(), runtime_versions("1.0.5", "1.0.1"))
-    domains = DomainStats()
-    shown = [2]
-    source = StatusSource(
-        runtimes(config, metrics, DnsHealth(3, 1.0), LookupCache(10, 5.0, 60.0, 5.0)),
+    holder = runtimes(
+        config_from_dict({"status": {"top_domains": 2}}),
         metrics,
-        domains=domains,
-        top_domains=lambda: shown[0],
+        DnsHealth(3, 1.0),
+        LookupCache(10, 5.0, 60.0, 5.0),
     )
+    source = StatusSource(holder, metrics)
+    domains = holder.current.domains
     for domain in ["a.test"] * 3 + ["b.test"] * 2 + ["c.test"]:
         domains.rejected.add(domain)
     domains.dns_failing.add("broken.test")
@@ -367,5 +366,11 @@ def test_source_lists_rejected_domains_from_live_tallies() -> None:
         ("b.test", 2),
     ]
     assert document["top_dns_failing_domains"]["domains"][0]["domain"] == "broken.test"
-    shown[0] = 0
+    # A reload that sets top_domains = 0 hides the lists; the counts stay.
+    hidden = build_runtime(
+        config_from_dict({"status": {"top_domains": 0}}), metrics, previous=holder.current
+    )
+    holder.current = hidden
+    assert hidden.domains is domains
     assert "top rejected" not in source.report().text()
+    assert source.report().document["top_rejected_domains"] is None

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from nullmx_milter.edit_distance import distance
 from nullmx_milter.suggest import (
     BUILTIN_PROVIDERS,
+    INDEX_PER_CALL,
     LONG_DOMAIN_CHARS,
     DeletionIndex,
     LearnedDomains,
@@ -182,3 +183,17 @@ def test_deletion_index_finds_every_member_within_the_limit(
     if members:
         index.remove(members[0])
         assert members[0] not in index.near(deletions(word, limit))
+
+
+def test_a_backlog_of_learned_domains_is_indexed_a_few_per_reject() -> None:
+    domains = [f"partner{index:03d}-corp.example" for index in range(3 * INDEX_PER_CALL + 1)]
+    tally = learned(*((domain, 10) for domain in domains))
+    suggester = Suggester((), tally)
+    calls = 0
+    while not tally.indexed:
+        suggester.suggest("unrelated.example")
+        calls += 1
+    assert calls == 4
+    for domain in domains:
+        typo = domain.replace("-corp", "-crop")
+        assert suggester.suggest(typo).domain == domain

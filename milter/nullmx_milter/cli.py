@@ -101,6 +101,14 @@ def _describe(argument: str, decision: Decision, dnssec: bool) -> list[str]:
             )
             lines.append(f"dnssec:   {authenticated}")
     lines.append(f"verdict:  {decision.verdict.value} ({decision.reason})")
+    suggestion = decision.suggestion
+    if suggestion is not None:
+        lines.append(
+            f"suggest:  {decision.suggested} ({suggestion.distance} edit"
+            f"{'' if suggestion.distance == 1 else 's'})"
+            if decision.suggested
+            else f"suggest:  none ({suggestion.outcome.value})"
+        )
     if decision.reason == NULL_MX_UNAUTHENTICATED:
         lines.append("note:     null MX, not DNSSEC-authenticated: accepted")
     if decision.reply is not None:
@@ -169,4 +177,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"nullmx-milter: {refusal}", file=sys.stderr)
         return EXIT_CONFIG
     daemon.configure_logging(config)
-    return daemon.serve(config, args.config)
+    # Never returns: see daemon.exit_process.
+    return daemon.exit_process(daemon.serve(config, args.config))

@@ -19,17 +19,25 @@ from nullmx_milter.dnssec import (
 )
 from nullmx_milter.endpoints import Nameserver, check_listen, check_socket, parse_nameserver
 from nullmx_milter.errors import ConfigError, ReplyError
+from nullmx_milter.header_check import HeaderFromCheck
 from nullmx_milter.policy import Mode, OnDnsError, SenderCheck
 from nullmx_milter.reply import ReplyTemplate
+from nullmx_milter.suggest import BUILTIN_PROVIDERS
 
 DEFAULT_RECIPIENT_REPLY = (
     "<{address}>: Recipient address rejected: {domain} does not accept mail",
+    "Did you mean <{suggestion}>?",
     "{domain} publishes a null MX record (RFC 7505): it has declared that it receives no email",
     "Check the address for a typo, or reach the recipient another way",
 )
 DEFAULT_SENDER_REPLY = (
     "<{address}>: Sender address rejected: {domain} does not accept mail",
     "{domain} publishes a null MX record (RFC 7505): replies and bounces could never reach you",
+    "Send from an address in a domain that accepts mail",
+)
+DEFAULT_HEADER_FROM_REPLY = (
+    "<{address}>: Sender address rejected: the From header's domain {domain} does not accept mail",
+    "{domain} publishes a null MX record (RFC 7505): replies to this message could never arrive",
     "Send from an address in a domain that accepts mail",
 )
 DEFAULT_TEMPFAIL_REPLY = (
@@ -46,8 +54,11 @@ DEFAULT_POLICY_SERVICE_TEMPFAIL_REPLY = (
     "DNS lookup of the MX records of {domain} failed; try again later"
 )
 LOG_LEVELS = ("debug", "info", "warning", "error")
+# Bounds that keep the tallies' memory and the status report's size sensible.
+MAX_LEARNED_DOMAINS = 100_000
+MAX_TOP_DOMAINS = 100
 
-EnumT = TypeVar("EnumT", Mode, OnDnsError, SenderCheck, DnssecMode)
+EnumT = TypeVar("EnumT", Mode, OnDnsError, SenderCheck, DnssecMode, HeaderFromCheck)
 
 
 @dataclass(frozen=True)
@@ -93,6 +104,7 @@ class RepliesConfig:
     recipient: tuple[str, ...] = DEFAULT_RECIPIENT_REPLY
     sender: tuple[str, ...] = DEFAULT_SENDER_REPLY
     tempfail: tuple[str, ...] = DEFAULT_TEMPFAIL_REPLY
+    header_from: tuple[str, ...] = DEFAULT_HEADER_FROM_REPLY
 
 
 @dataclass(frozen=True)
@@ -102,6 +114,7 @@ class PolicyConfig:
     mode: Mode = Mode.ENFORCE
     on_dns_error: OnDnsError = OnDnsError.ACCEPT
     sender_null_mx: SenderCheck = SenderCheck.OFF
+    header_from_null_mx: HeaderFromCheck = HeaderFromCheck.OFF
     allowlist: frozenset[str] = frozenset()
     replies: RepliesConfig = field(default_factory=RepliesConfig)
 
@@ -133,6 +146,24 @@ class LogConfig:
 
 
 @dataclass(frozen=True)
+class SuggestionsConfig:
+    """[suggestions]: "did you mean" for rejected recipients (docs/checks.md)."""
+
+    enabled: bool = True
+    providers: tuple[str, ...] = BUILTIN_PROVIDERS
+    extra_providers: tuple[str, ...] = ()
+    learned_domains: int = 1000
+    learned_min_count: int = 10
+
+
+@dataclass(frozen=True)
+class StatusConfig:
+    """[status]: the 211 status report (text and JSON)."""
+
+    top_domains: int = 10
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration; `Config()` is the embedded default."""
 
@@ -143,6 +174,8 @@ class Config:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     log: LogConfig = field(default_factory=LogConfig)
     policy_service: PolicyServiceConfig = field(default_factory=PolicyServiceConfig)
+    suggestions: SuggestionsConfig = field(default_factory=SuggestionsConfig)
+    status: StatusConfig = field(default_factory=StatusConfig)
 
 
 class _Table:
@@ -228,14 +261,28 @@ def _replies(table: _Table) -> RepliesConfig:
         recipient=table.strings("recipient", defaults.recipient),
         sender=table.strings("sender", defaults.sender),
         tempfail=table.strings("tempfail", defaults.tempfail),
+        header_from=table.strings("header_from", defaults.header_from),
     )
     table.finish()
-    for name in ("recipient", "sender", "tempfail"):
+    for name in ("recipient", "sender", "tempfail", "header_from"):
         try:
-            ReplyTemplate("556", "5.1.10", getattr(replies, name))
+            template = ReplyTemplate("556", "5.1.10", getattr(replies, name))
         except ReplyError as error:
             raise ConfigError(table.key(name), str(error)) from None
+        if template.uses_suggestion and name != "recipient":
+            raise ConfigError(table.key(name), "only the recipient reply can use {suggestion}")
     return replies
+
+
+def _domains(table: _Table, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    """A list of domain names in A-label form, duplicates dropped, order kept."""
+    domains: dict[str, None] = {}
+    for entry in table.strings(name, default):
+        a_label = to_a_label(entry)
+        if a_label is None or "." not in a_label:
+            raise ConfigError(table.key(name), f"{entry!r} is not a domain name")
+        domains[a_label] = None
+    return tuple(domains)
 
 
 def _allowlist(table: _Table) -> frozenset[str]:
@@ -319,6 +366,9 @@ def config_from_dict(raw: dict[str, Any]) -> Config:
         mode=policy.choice("mode", default.policy.mode),
         on_dns_error=policy.choice("on_dns_error", default.policy.on_dns_error),
         sender_null_mx=policy.choice("sender_null_mx", default.policy.sender_null_mx),
+        header_from_null_mx=policy.choice(
+            "header_from_null_mx", default.policy.header_from_null_mx
+        ),
         allowlist=_allowlist(policy),
         replies=_replies(policy.table("replies")),
     )
@@ -354,10 +404,36 @@ def config_from_dict(raw: dict[str, Any]) -> Config:
         _checked(service.key("listen"), check_socket, service_config.listen)
     for name in ("recipient_reply", "sender_reply", "tempfail_reply"):
         try:
+            # One line that used {suggestion} would leave nothing: ReplyTemplate refuses it.
             ReplyTemplate("556", "5.1.10", (getattr(service_config, name),))
         except ReplyError as error:
             raise ConfigError(service.key(name), str(error)) from None
     service.finish()
+
+    suggestions = root.table("suggestions")
+    suggestions_default = default.suggestions
+    suggestions_config = SuggestionsConfig(
+        enabled=suggestions.flag("enabled", suggestions_default.enabled),
+        providers=_domains(suggestions, "providers", suggestions_default.providers),
+        extra_providers=_domains(suggestions, "extra_providers", ()),
+        learned_domains=suggestions.integer(
+            "learned_domains", suggestions_default.learned_domains, 0
+        ),
+        learned_min_count=suggestions.integer(
+            "learned_min_count", suggestions_default.learned_min_count, 1
+        ),
+    )
+    if suggestions_config.learned_domains > MAX_LEARNED_DOMAINS:
+        raise ConfigError(suggestions.key("learned_domains"), f"must be <= {MAX_LEARNED_DOMAINS:,}")
+    suggestions.finish()
+
+    status = root.table("status")
+    status_config = StatusConfig(
+        top_domains=status.integer("top_domains", default.status.top_domains, 0)
+    )
+    if status_config.top_domains > MAX_TOP_DOMAINS:
+        raise ConfigError(status.key("top_domains"), f"must be <= {MAX_TOP_DOMAINS}")
+    status.finish()
 
     root.finish()
     return Config(
@@ -368,6 +444,8 @@ def config_from_dict(raw: dict[str, Any]) -> Config:
         metrics_config,
         log_config,
         service_config,
+        suggestions_config,
+        status_config,
     )
 
 

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import Milter
 import milter as libmilter
@@ -30,7 +31,7 @@ from nullmx_milter.lookup_service import MxSource
 from nullmx_milter.metrics import Metrics, runtime_versions
 from nullmx_milter.milter_adapter import NullMxMilterBase, milter_class
 from nullmx_milter.policy_service import PolicyResponder, PolicyServer
-from nullmx_milter.runtime import RuntimeHolder, build_runtime
+from nullmx_milter.runtime import RuntimeHolder, build_runtime, negotiates_headers
 from nullmx_milter.status_report import StatusSource
 
 log = logging.getLogger(__name__)
@@ -158,6 +159,19 @@ def serve(config: Config, config_path: Path | None = None) -> int:
         background_logging.stop()
 
 
+def exit_process(status: int) -> NoReturn:
+    """End the process once serve() has returned and the logs are flushed.
+
+    libmilter's worker and signal threads outlive smfi_main and may still call into Python
+    (a session's close callback) while the interpreter finalizes, which can crash the
+    process at exit; there is nothing left to clean up, so skip finalization.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(status)
+
+
 def _serve(config: Config, config_path: Path | None) -> int:
     fd = inherited_fd(config.milter.socket)
     if fd is not None:
@@ -180,7 +194,12 @@ def _serve_components(
     # Unix sockets (libmilter's and the policy service's) are created with the process umask.
     os.umask(0o777 & ~config.milter.socket_mode)
     reloader = ConfigReloader(config_path, components.runtimes, components.metrics, set_log_level)
-    metrics_server = _start_http(config, components, reloader)
+    try:
+        metrics_server = _start_http(config, components, reloader)
+    except OSError as error:
+        # A busy port: one line naming the key, not a traceback.
+        log.error("cannot serve metrics on metrics.listen = %s: %s", config.metrics.listen, error)
+        return 1
     try:
         policy_server = _start_policy_service(config, components)
     except OSError as error:
@@ -189,7 +208,11 @@ def _serve_components(
             metrics_server.stop()
         return 1
     runtimes, metrics = components.runtimes, components.metrics
-    served = milter_class(runtimes.current.policy.checks_senders)
+    # The callbacks negotiated now stay for the life of the process (a reload that would
+    # change them reports "needs restart").
+    served = milter_class(
+        runtimes.current.policy.checks_senders, negotiates_headers(runtimes.current.config)
+    )
 
     def connection() -> NullMxMilterBase:
         # Each MTA connection keeps the runtime in force when it was opened.
@@ -223,8 +246,9 @@ def _serve_components(
 
 def status_source(components: Components, reloader: ConfigReloader | None = None) -> StatusSource:
     """The 211 status report's view of the running parts."""
+    runtimes = components.runtimes
     return StatusSource(
-        components.runtimes,
+        runtimes,
         components.metrics,
         reload_status=(lambda: reloader.status) if reloader is not None else None,
         dnssec=components.dnssec_status,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from nullmx_milter.suggest import LearnedDomains
 from nullmx_milter.top_k import SpaceSaving, TopEntry
 
 # Counters per tally: with N domains counted, no count is more than N / this too high.
@@ -23,13 +24,15 @@ class TopDomains:
 class DomainStats:
     """Space-Saving tallies shared by every check; they outlive reloads.
 
-    `accepted` (recipient domains accepted with a real MX) feeds the learned "did you
-    mean" candidates; `rejected` and `dns_failing` feed the status report. None of them
+    `learned` (recipient domains accepted with a real MX) feeds the "did you mean"
+    candidates; `rejected` and `dns_failing` feed the status report. None of them
     is ever a metric label: their domains are unbounded.
     """
 
-    def __init__(self, learned_counters: int = 1000, counters: int = TALLY_COUNTERS) -> None:
-        self.accepted = SpaceSaving(learned_counters)
+    def __init__(
+        self, learned: LearnedDomains | None = None, counters: int = TALLY_COUNTERS
+    ) -> None:
+        self.learned = learned or LearnedDomains(1000, 10)
         self.rejected = SpaceSaving(counters)
         self.dns_failing = SpaceSaving(counters)
 

@@ -30,7 +30,8 @@ def split_host_port(spec: str) -> tuple[str, int | None]:
     """'host', 'host:port', bare IPv6, or '[v6]' / '[v6]:port' -> (host, port or None)."""
     if spec.startswith("["):
         close = spec.find("]")
-        rest = spec[close + 1 :] if close > 0 else None
+        # "[]" names no host (and "" would bind every interface).
+        rest = spec[close + 1 :] if close > 1 else None
         if rest is None or (rest and not rest.startswith(":")):
             raise ValueError(f"{spec!r} is not [v6] or [v6]:port")
         return spec[1:close], _port(rest[1:]) if rest else None

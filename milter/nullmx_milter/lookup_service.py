@@ -47,6 +47,11 @@ class MxLookupService:
         self._pending: dict[str, _Pending] = {}
         metrics.track_cache_size(lambda: len(cache))
 
+    def refuses_mail(self, domain: str) -> bool:
+        """Whether the cache knows `domain` to receive no mail (no query, nothing counted)."""
+        cached = self._cache.get(domain)
+        return cached is not None and cached.mx_class in (MxClass.NULL_MX, MxClass.NXDOMAIN)
+
     def lookup(self, domain: str) -> MxLookup:
         """Classify `domain`; never blocks much longer than the DNS timeout."""
         started = time.perf_counter()

@@ -7,13 +7,16 @@ import traceback
 
 import Milter
 
-from nullmx_milter.engine import NullMxEngine, log_decision, log_safe
+from nullmx_milter.engine import NullMxEngine, log_decision, log_header_decision, log_safe
+from nullmx_milter.header_check import HeaderVerdict
 from nullmx_milter.metrics import Metrics
 from nullmx_milter.policy import Decision, Role, Verdict
 
 log = logging.getLogger(__name__)
 
 _ACTIONS = {Verdict.REJECTED: Milter.REJECT, Verdict.TEMPFAILED: Milter.TEMPFAIL}
+# From fields kept per message; a message with more is never rejected for its From.
+MAX_FROM_FIELDS = 8
 _STAGES = {Role.RECIPIENT: "envrcpt", Role.SENDER: "envfrom"}
 
 
@@ -77,21 +80,83 @@ class NullMxMilterBase(Milter.Base):
         return Milter.CONTINUE
 
 
-class NullMxMilter(NullMxMilterBase):
-    """The recipient check alone.
-
-    pymilter caches protocol_mask() as a class attribute that subclasses would inherit,
-    so the two served classes are siblings, never parent and child.
-    """
-
-
-class NullMxSenderMilter(NullMxMilterBase):
-    """The recipient check plus the optional MAIL FROM check (550 5.7.27)."""
+class _SenderCheck(NullMxMilterBase):
+    """Adds the optional MAIL FROM check (550 5.7.27); never served on its own."""
 
     def envfrom(self, mailfrom: str, *params: str) -> int:
         return self._check(Role.SENDER, mailfrom)
 
 
-def milter_class(checks_senders: bool) -> type[NullMxMilterBase]:
-    """The class to serve with: envfrom is only negotiated when senders are checked."""
+class _HeaderFromCheck(NullMxMilterBase):
+    """Adds the From header check (550 5.7.27 at end of headers); never served on its own.
+
+    header() is marked noreply, so the MTA need not wait for an answer to each header.
+    """
+
+    _from_values: list[str] | None = None
+    _too_many_from = False
+
+    @Milter.noreply
+    def header(self, field: str, value: str) -> int:
+        if field.lower() == "from":
+            values = self._from_values
+            if values is None:
+                values = self._from_values = []
+            if len(values) < MAX_FROM_FIELDS:
+                values.append(value)
+            else:
+                self._too_many_from = True
+        return Milter.CONTINUE
+
+    def eoh(self) -> int:
+        # Beyond any real message, too many From fields are not checked (never rejected).
+        values = [] if self._too_many_from else self._from_values or []
+        self._from_values, self._too_many_from = None, False
+        # The one deliberate catch-all of this stage: a bug must never reject a message.
+        try:
+            decision = self._engine.check_header_from(values)
+            log_header_decision(decision, self._context)
+            reply = decision.reply
+            if reply is None or decision.verdict is not HeaderVerdict.REJECTED:
+                return Milter.CONTINUE
+            self.setreply(reply.code, reply.enhanced, *reply.lines)
+            self._metrics.count_reply(reply, "milter")
+            return Milter.REJECT
+        except Exception:  # noqa: BLE001 - the deliberate catch-all above
+            log.error(
+                "%s role=header_from internal error, let through from=%a traceback=%a",
+                self._context(),
+                values,
+                traceback.format_exc(),
+            )
+            self._metrics.count_callback_error("eoh")
+            return Milter.CONTINUE
+
+    def abort(self) -> int:
+        self._from_values, self._too_many_from = None, False
+        return Milter.CONTINUE
+
+
+# pymilter caches protocol_mask() as a class attribute that subclasses would inherit,
+# so the served classes are siblings, never parent and child.
+class NullMxMilter(NullMxMilterBase):
+    """The recipient check alone."""
+
+
+class NullMxSenderMilter(_SenderCheck):
+    """The recipient check plus the MAIL FROM check."""
+
+
+class NullMxHeaderMilter(_HeaderFromCheck):
+    """The recipient check plus the From header check."""
+
+
+class NullMxSenderHeaderMilter(_SenderCheck, _HeaderFromCheck):
+    """The recipient, MAIL FROM and From header checks."""
+
+
+def milter_class(checks_senders: bool, checks_header_from: bool = False) -> type[NullMxMilterBase]:
+    """The class to serve with: envfrom, header and eoh are negotiated only when used."""
+    if checks_header_from:
+        return NullMxSenderHeaderMilter if checks_senders else NullMxHeaderMilter
     return NullMxSenderMilter if checks_senders else NullMxMilter

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from nullmx_milter.address import AddressKind, ParsedAddress
 from nullmx_milter.dnssec import DnssecMode
+from nullmx_milter.header_check import HeaderFromCheck
 from nullmx_milter.mx import MxClass, MxLookup
 from nullmx_milter.reply import Reply, ReplyTemplate
+from nullmx_milter.suggest import Suggestion, suggested_address
 
 # The reason of a null MX let through because DNSSEC did not authenticate it.
 NULL_MX_UNAUTHENTICATED = "null_mx_unauthenticated"
@@ -28,11 +31,14 @@ class Verdict(enum.Enum):
     REJECTED = "rejected"
     TEMPFAILED = "tempfailed"
     WOULD_REJECT = "would_reject"
+    # Dry-run with on_dns_error = "tempfail": a DNS failure that enforcing would answer 451.
+    WOULD_TEMPFAIL = "would_tempfail"
     SKIPPED = "skipped"
 
 
 class Mode(enum.Enum):
-    """`enforce` rejects; `dry-run` only logs and counts what it would have rejected."""
+    """`enforce` rejects; `dry-run` changes no answer: it only logs and counts what it would
+    have rejected (would_reject) or temp-failed (would_tempfail)."""
 
     ENFORCE = "enforce"
     DRY_RUN = "dry-run"
@@ -62,6 +68,16 @@ class Decision:
     address: ParsedAddress
     reply: Reply | None = None
     lookup: MxLookup | None = None
+    # "Did you mean": asked for null-MX recipients only (rejected or, in dry-run, not).
+    suggestion: Suggestion | None = None
+
+    @property
+    def suggested(self) -> str:
+        """The address with the suggested domain, or "" when none was offered."""
+        suggestion = self.suggestion
+        if suggestion is None or not suggestion.domain:
+            return ""
+        return suggested_address(self.address.mailbox, suggestion.domain)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +105,9 @@ class NullMxPolicy:
         templates: ReplyTemplates,
         *,
         dnssec: DnssecMode = DnssecMode.OFF,
+        suggest: Callable[[str], Suggestion] | None = None,
+        header_from: HeaderFromCheck = HeaderFromCheck.OFF,
+        header_from_template: ReplyTemplate | None = None,
     ) -> None:
         self._enforce = {
             Role.RECIPIENT: mode is Mode.ENFORCE,
@@ -100,6 +119,10 @@ class NullMxPolicy:
         self._templates = {Role.RECIPIENT: templates.recipient, Role.SENDER: templates.sender}
         self._tempfail = templates.tempfail
         self._require_authenticated = dnssec is DnssecMode.REQUIRE
+        # Called with a domain proved to receive no mail, on the reject path only.
+        self._suggest = suggest
+        self.header_from = header_from
+        self.header_from_template = header_from_template or templates.sender
 
     def is_allowlisted(self, domain: str) -> bool:
         """Whether `domain` or a parent domain is on the allowlist."""
@@ -132,11 +155,25 @@ class NullMxPolicy:
         if mx_class is MxClass.NULL_MX:
             if self._require_authenticated and not lookup.authenticated:
                 return Decision(Verdict.ACCEPTED, NULL_MX_UNAUTHENTICATED, address, lookup=lookup)
+            suggestion = None
+            if role is Role.RECIPIENT and self._suggest is not None:
+                suggestion = self._suggest(address.domain)
             if not self._enforce[role]:
-                return Decision(Verdict.WOULD_REJECT, "null_mx", address, lookup=lookup)
-            reply = self._templates[role].render(address.mailbox, address.domain)
-            return Decision(Verdict.REJECTED, "null_mx", address, reply, lookup)
+                return Decision(
+                    Verdict.WOULD_REJECT, "null_mx", address, lookup=lookup, suggestion=suggestion
+                )
+            suggested = (
+                suggested_address(address.mailbox, suggestion.domain)
+                if suggestion is not None and suggestion.domain
+                else ""
+            )
+            reply = self._templates[role].render(address.mailbox, address.domain, suggested)
+            return Decision(
+                Verdict.REJECTED, "null_mx", address, reply, lookup, suggestion=suggestion
+            )
         if mx_class.is_failure and self._tempfail_on_error:
+            if not self._enforce[role]:
+                return Decision(Verdict.WOULD_TEMPFAIL, mx_class.value, address, lookup=lookup)
             reply = self._tempfail.render(address.mailbox, address.domain)
             return Decision(Verdict.TEMPFAILED, mx_class.value, address, reply, lookup)
         return Decision(Verdict.ACCEPTED, mx_class.value, address, lookup=lookup)

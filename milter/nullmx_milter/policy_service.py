@@ -21,7 +21,7 @@ from nullmx_milter.engine import NullMxEngine, log_decision, log_safe
 from nullmx_milter.http_server import SHUTDOWN_POLL_SECONDS
 from nullmx_milter.metrics import Metrics
 from nullmx_milter.policy import Decision, ReplyTemplates, Role, Verdict
-from nullmx_milter.reply import Reply
+from nullmx_milter.reply import ADDRESS_DISPLAY_CHARS, SMTP_LINE_OCTETS, Reply, sanitise
 from nullmx_milter.runtime import RuntimeHolder
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,20 @@ EXIM_LINE_SEPARATOR = "\t"
 def action_for(reply: Reply) -> str:
     """`556 5.1.10 text` as Postfix wants it (no libmilter '%' doubling)."""
     return f"{reply.code} {reply.enhanced} {reply.lines[0].replace('%%', '%')}"
+
+
+def with_question(action: str, decision: Decision) -> str:
+    """`action` with the "did you mean" question appended, when there is one and the
+    line Postfix makes of it ("<address>: Recipient address rejected: " in front) fits."""
+    suggested = decision.suggested
+    if not suggested:
+        return action
+    question = f"; did you mean <{sanitise(suggested, ADDRESS_DISPLAY_CHARS).replace('%%', '%')}>?"
+    code, enhanced, text = action.split(" ", 2)
+    prefix = f"<{decision.address.mailbox}>: Recipient address rejected: "
+    if len(f"{code} {enhanced} {prefix}{text}{question}\r\n".encode()) > SMTP_LINE_OCTETS:
+        return action
+    return action + question
 
 
 def exim_action_for(reply: Reply) -> str:
@@ -79,11 +93,16 @@ class PolicyResponder:
             template = replies.tempfail
         elif decision.verdict is Verdict.WOULD_REJECT:
             return f"WARN nullmx-milter dry-run: {address.domain} publishes a null MX record"
+        elif decision.verdict is Verdict.WOULD_TEMPFAIL:
+            return (
+                f"WARN nullmx-milter dry-run: DNS lookup of {address.domain} failed "
+                f"({decision.reason}); enforcing would answer 451"
+            )
         else:
             return DUNNO
         reply = template.render(address.mailbox, address.domain)
         self._metrics.count_reply(reply, "policy")
-        return action_for(reply)
+        return with_question(action_for(reply), decision)
 
     def _check(
         self,

@@ -9,13 +9,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nullmx_milter.cache import CacheLimits, LookupCache
-from nullmx_milter.config import Config, DnsConfig, PolicyServiceConfig, RepliesConfig
+from nullmx_milter.config import (
+    Config,
+    DnsConfig,
+    PolicyServiceConfig,
+    RepliesConfig,
+    SuggestionsConfig,
+)
 from nullmx_milter.dns_health import DnsHealth
 from nullmx_milter.dns_lookup import MxResolver
 from nullmx_milter.dnssec import DnssecMode, trust_problem
 from nullmx_milter.dnssec_probe import ProbeSettings
+from nullmx_milter.domain_stats import DomainStats
 from nullmx_milter.engine import NullMxEngine
 from nullmx_milter.errors import ConfigError
+from nullmx_milter.header_check import HeaderFromCheck
 from nullmx_milter.lookup_service import MxLookupService, MxSource
 from nullmx_milter.metrics import Metrics
 from nullmx_milter.policy import NullMxPolicy, ReplyTemplates, SenderCheck
@@ -25,6 +33,7 @@ from nullmx_milter.reply import (
     NULL_MX_SENDER_CODES,
     ReplyTemplate,
 )
+from nullmx_milter.suggest import LearnedDomains, Suggester, Suggestion
 
 
 @dataclass(frozen=True)
@@ -40,6 +49,9 @@ class Runtime:
     health: DnsHealth
     # The policy service's one-line replies (Postfix prefixes the address itself).
     policy_service_replies: ReplyTemplates
+    # Per-domain tallies (learned "did you mean" candidates, top rejected and DNS-failing
+    # domains): counted since start, so handed from runtime to runtime.
+    domains: DomainStats
     nameservers: tuple[str, ...]
     # Where the config came from (None: the embedded defaults) and when it was loaded.
     config_path: Path | None
@@ -117,6 +129,15 @@ def build_runtime(
         cache = LookupCache(limits.max_entries, limits.min_ttl, limits.max_ttl, limits.failure_ttl)
         health = DnsHealth(dns.fail_fast_after, dns.probe_interval)
     policy_config = config.policy
+    suggestions = config.suggestions
+    if previous is not None:
+        domains = previous.domains
+        domains.learned.configure(suggestions.learned_domains, suggestions.learned_min_count)
+    else:
+        domains = DomainStats(
+            LearnedDomains(suggestions.learned_domains, suggestions.learned_min_count)
+        )
+    lookups = MxLookupService(source, cache, health, metrics)
     policy = NullMxPolicy(
         policy_config.mode,
         policy_config.on_dns_error,
@@ -124,11 +145,16 @@ def build_runtime(
         policy_config.allowlist,
         recipient_templates(policy_config.replies),
         dnssec=dns.dnssec,
+        suggest=_suggest(suggestions, domains.learned, lookups),
+        header_from=policy_config.header_from_null_mx,
+        header_from_template=ReplyTemplate(
+            *NULL_MX_SENDER_CODES, policy_config.replies.header_from
+        ),
     )
-    lookups = MxLookupService(source, cache, health, metrics)
     return Runtime(
         config=config,
-        engine=NullMxEngine(policy, lookups, metrics),
+        engine=NullMxEngine(policy, lookups, metrics, domains=domains),
+        domains=domains,
         source=source,
         cache=cache,
         health=health,
@@ -137,6 +163,20 @@ def build_runtime(
         config_path=config_path,
         loaded_at=time.time(),
     )
+
+
+def _suggest(
+    suggestions: SuggestionsConfig, learned: LearnedDomains, lookups: MxLookupService
+) -> Callable[[str], Suggestion] | None:
+    """What the policy asks on the reject path, or None when suggestions are off."""
+    if not suggestions.enabled:
+        return None
+    suggester = Suggester((*suggestions.providers, *suggestions.extra_providers), learned)
+
+    def suggest(domain: str) -> Suggestion:
+        return suggester.suggest(domain, lookups.refuses_mail)
+
+    return suggest
 
 
 def _lookup_settings(dns: DnsConfig) -> tuple[object, ...]:
@@ -172,6 +212,8 @@ def settings_needing_restart(running: Config, loaded: Config) -> tuple[str, ...]
     # The callbacks libmilter negotiated with the MTA at start cannot change either.
     if _negotiates_senders(running) != _negotiates_senders(loaded):
         keys.append("policy.sender_null_mx")
+    if negotiates_headers(running) != negotiates_headers(loaded):
+        keys.append("policy.header_from_null_mx")
     return tuple(keys)
 
 
@@ -180,6 +222,8 @@ def in_force(running: Config, loaded: Config) -> Config:
     policy = loaded.policy
     if _negotiates_senders(running) != _negotiates_senders(loaded):
         policy = dataclasses.replace(policy, sender_null_mx=running.policy.sender_null_mx)
+    if negotiates_headers(running) != negotiates_headers(loaded):
+        policy = dataclasses.replace(policy, header_from_null_mx=running.policy.header_from_null_mx)
     return dataclasses.replace(
         loaded,
         milter=running.milter,
@@ -195,3 +239,9 @@ def in_force(running: Config, loaded: Config) -> Config:
 def _negotiates_senders(config: Config) -> bool:
     """Whether the milter negotiates MAIL FROM (fixed for the life of the process)."""
     return config.policy.sender_null_mx is not SenderCheck.OFF
+
+
+def negotiates_headers(config: Config) -> bool:
+    """Whether the milter negotiates the header and end-of-header callbacks (fixed for the
+    life of the process: only then does the MTA send headers at all)."""
+    return config.policy.header_from_null_mx is not HeaderFromCheck.OFF

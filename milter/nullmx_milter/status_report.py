@@ -102,7 +102,7 @@ class StatusReport:
         )
 
     def json(self) -> str:
-        """The report as one JSON object (see README "Status report as JSON")."""
+        """The report as one JSON object (see docs/operations.md "Status report as JSON")."""
         return json.dumps(self.document, indent=2, sort_keys=False) + "\n"
 
 
@@ -264,8 +264,6 @@ class StatusSource:
         metrics: Metrics,
         *,
         reload_status: Callable[[], ReloadStatus] | None = None,
-        domains: DomainStats | None = None,
-        top_domains: Callable[[], int] = lambda: 10,
         dnssec: Callable[[], DnssecStatus] = lambda: DNSSEC_OFF,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
@@ -273,9 +271,6 @@ class StatusSource:
         self._runtimes = runtimes
         self._metrics = metrics
         self._reload_status = reload_status or ReloadStatus
-        self._domains = domains
-        # Read per report, so that a reload changes it.
-        self._top_domains = top_domains
         self._dnssec = dnssec
         self._clock = clock
         self._wall_clock = wall_clock
@@ -303,16 +298,10 @@ class StatusSource:
             config_loaded_at=runtime.loaded_at,
             now=self._wall_clock(),
             reload=self._reload_status(),
-            top_rejected=self._top(lambda domains: domains.rejected),
-            top_dns_failing=self._top(lambda domains: domains.dns_failing),
+            top_rejected=_top(runtime.domains.rejected, config.status.top_domains),
+            top_dns_failing=_top(runtime.domains.dns_failing, config.status.top_domains),
             suggestions=self._metrics.suggestion_counts(),
         )
-
-    def _top(self, tally: Callable[[DomainStats], SpaceSaving]) -> TopDomains | None:
-        limit = self._top_domains()
-        if self._domains is None or limit <= 0:
-            return None
-        return DomainStats.top(tally(self._domains), limit)
 
     def report(self) -> StatusReport:
         return build_report(self.facts())
@@ -329,6 +318,11 @@ def _dnssec_line(status: DnssecStatus) -> str:
     if status.detail:
         line = f"{line} ({status.detail})"
     return f"{line}; last probed {_ago(status.last_probed_age)}"
+
+
+def _top(tally: SpaceSaving, limit: int) -> TopDomains | None:
+    """The `limit` top domains of a tally, or None (hidden) when `limit` is 0."""
+    return DomainStats.top(tally, limit) if limit > 0 else None
 
 
 def _fit(line: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import itertools
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -52,12 +53,14 @@ BUILTIN_PROVIDERS = (
     "zoho.com",
     "mail.com",
 )
-# Distance allowed: 1 below this many characters, 2 from it on (see README "Did you mean").
+# Distance allowed: 1 below this many characters, 2 from it on (see docs/checks.md).
 LONG_DOMAIN_CHARS = 8
 MAX_EDITS = 2
 # Longer candidates are not indexed (their deletion variants grow with the square of
 # the length); a mailbox domain this long is rare and a typo in it rarer.
 MAX_INDEXED_CHARS = 64
+# Learned candidates indexed per reject at most (each costs some hundred dict writes).
+INDEX_PER_CALL = 32
 
 
 class SuggestionOutcome(enum.Enum):
@@ -179,22 +182,34 @@ class LearnedDomains:
     def record(self, domain: str) -> None:
         self.counter.add(domain)
 
+    @property
+    def indexed(self) -> bool:
+        """Whether every candidate is in the index (none is waiting for the next reject)."""
+        return self._generation == self.counter.generation
+
     def configure(self, capacity: int, min_count: int) -> None:
         """Apply reloaded settings (the counts so far are kept)."""
         self.counter.resize(capacity)
         self.counter.promote_at(min_count)
 
     def near(self, variants_of_word: set[str]) -> set[str]:
-        """Learned candidates possibly within k edits of a word (see DeletionIndex.near)."""
+        """Learned candidates possibly within k edits of a word (see DeletionIndex.near).
+
+        At most INDEX_PER_CALL new candidates are indexed per call, so that no reject pays
+        for a whole backlog (after a reload that lowered min_count, say); the rest follow
+        on the next rejects.
+        """
         with self._lock:
             generation = self.counter.generation
             if generation != self._generation:
                 current = self.counter.promoted()
                 for gone in self._index.members - current:
                     self._index.remove(gone)
-                for new in current - self._index.members:
+                backlog = current - self._index.members
+                for new in itertools.islice(backlog, INDEX_PER_CALL):
                     self._index.add(new)
-                self._generation = generation
+                if len(backlog) <= INDEX_PER_CALL:
+                    self._generation = generation
             return self._index.near(variants_of_word)
 
 
