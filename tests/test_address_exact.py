@@ -15,6 +15,20 @@ NULL_PATH = AddressKind.NULL_PATH
 POSTMASTER = AddressKind.POSTMASTER
 
 CASES = [
+    # Kinds of text the scanners must not stop at: an "X" beside the character they look for.
+    ('<"q"Xy@d.example>', DOMAIN, '"q"Xy@d.example', "d.example", ""),
+    ('"q"Xy@d.example SIZE=1', DOMAIN, '"q"Xy@d.example', "d.example", ""),
+    ("a@b.example SIZE=1 RET=HDRS", DOMAIN, "a@b.example", "b.example", ""),
+    ("<@X.example:u@d.example>", DOMAIN, "u@d.example", "d.example", ""),
+    ('<"q"@Xd.example>', DOMAIN, '"q"@Xd.example', "xd.example", ""),
+    # 253 characters: the longest domain name.
+    (
+        "<u@" + ".".join(["a" * 63] * 3 + ["b" * 61]) + ">",
+        DOMAIN,
+        "u@" + ".".join(["a" * 63] * 3 + ["b" * 61]),
+        ".".join(["a" * 63] * 3 + ["b" * 61]),
+        "",
+    ),
     ("<>", NULL_PATH, "", "", ""),
     ("", NULL_PATH, "", "", ""),
     ("   ", NULL_PATH, "", "", ""),
