@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -129,3 +130,13 @@ def test_section_references_in_code_and_configs_name_real_sections() -> None:
             if not target.is_file() or title.replace("`", "") not in headings(target):
                 broken.append(f'{name}: {document} "{title}"')
     assert not broken, "references to sections that do not exist:\n" + "\n".join(broken)
+
+
+def test_development_guide_lists_every_test_tier() -> None:
+    markers = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"][
+        "markers"
+    ]
+    guide = (REPO / "docs" / "development.md").read_text()
+    for marker in markers:
+        name = marker.split(":", 1)[0]
+        assert f"| `{name}` |" in guide, f"docs/development.md: no row for the `{name}` tier"
