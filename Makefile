@@ -73,18 +73,18 @@ soak: $(STAMP)
 
 .PHONY: mutation
 ## make mutation: mutmut on the pure modules against the fast tests; every module must have
-## >= 90 % of its mutants killed or listed in tests/mutation_equivalents.txt (see README)
+## >= 90 % of its mutants killed or listed in tests/mutation_equivalents.txt (see docs/development.md)
 $(VENV)/.mutation: $(STAMP)
 	$(BIN)/pip install -q -e '.[test,mutation]'
 	touch $@
 
 mutation: $(VENV)/.mutation
-	$(BIN)/python scripts/mutation.py --readme README.md
+	$(BIN)/python scripts/mutation.py --readme docs/development.md
 
 .PHONY: bench bench-smoke
-## make bench: every benchmark in bench/ (about 6 minutes); writes README "Performance"
+## make bench: every benchmark in bench/ (about 6 minutes); rewrites the figures in docs/performance.md
 bench: $(STAMP)
-	$(BIN)/python bench/run.py --readme README.md
+	$(BIN)/python bench/run.py --readme docs/performance.md
 
 ## make bench-smoke: the benchmark harness on tiny sizes (asserts it works, not its figures)
 bench-smoke: $(STAMP)

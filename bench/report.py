@@ -1,4 +1,5 @@
-"""Render benchmark results as Markdown and put them into the README between markers."""
+"""Render benchmark results as Markdown and put them into a guide (docs/performance.md)
+between markers."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
-"""`make bench`: run every benchmark and write the README's Performance section.
+"""`make bench`: run every benchmark and write the figures into docs/performance.md.
 
-Usage: run.py [--smoke] [--readme README.md] [--workdir DIR] [--only alone|postfix|stop|suggest]
-With --only stop, --readme rewrites only the stop-time part of the README's block.
+Usage: run.py [--smoke] [--readme docs/performance.md] [--workdir DIR]
+              [--only alone|postfix|stop|suggest]
+With --only stop, --readme rewrites only the stop-time part of the file's block.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ from through_postfix import POSTFIX_SMOKE, PostfixSizes, run_through_postfix  # 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: does the harness work")
-    parser.add_argument("--readme", type=Path, help="README to write the results into")
+    parser.add_argument(
+        "--readme", type=Path, help="the Markdown file whose bench block to rewrite"
+    )
     parser.add_argument("--workdir", type=Path, help="scratch directory (default: a temp dir)")
     parser.add_argument(
         "--only", choices=("alone", "postfix", "stop", "suggest"), help="run one part only"

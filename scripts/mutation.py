@@ -47,7 +47,7 @@ TESTS = (
 )  # fmt: skip
 PYTEST_ARGS = ("-m", "not integration and not mta", "-p", "no:cacheprovider", "-q")
 # Files the selected tests read besides the package and tests/.
-ALSO = ("README.md", "config", "bench")
+ALSO = ("README.md", "docs", "config", "bench")
 # mutmut's exit codes (mutmut/stats.py): 1 and 3 killed, 37 caught by the type check; a
 # mutant that makes the tests run out of time (-24, 24, 36, 152, 255) was detected too.
 KILLED = {1, 3, 37, -24, 24, 36, 152, 255}
@@ -200,7 +200,7 @@ def report(scores: dict[str, ModuleScore], stale: list[str], seconds: float) -> 
 
 
 def markdown(scores: dict[str, ModuleScore], equivalents: int, seconds: float) -> str:
-    """The README block: one row per module, from this run."""
+    """The docs/development.md block: one row per module, from this run."""
     today = datetime.datetime.now(datetime.UTC).date().isoformat()
     lines = [
         f"Last run {today}: {sum(entry.total for entry in scores.values())} mutants in "

@@ -4,8 +4,8 @@ Debian's exim4 packages conflict with postfix, so scripts/fetch-exim unpacks the
 .cache/exim. The shipped wiring of config/exim/ goes in verbatim, in one of three layouts:
 
 - "relay": a configuration of the test's own that relays everything to smtp-sink, with
-  conf.d/acl/25_nullmx-milter by `.include` right after `begin acl` (as README "Use with
-  Exim" says for a single-file configuration), rcpt-acl.conf and mail-acl.conf as the
+  conf.d/acl/25_nullmx-milter by `.include` right after `begin acl` (as docs/exim.md says
+  for a single-file configuration), rcpt-acl.conf and mail-acl.conf as the
   first statements of the RCPT and MAIL ACLs;
 - "debian-split": Debian's own conf.d, concatenated as update-exim4.conf does, with
   25_nullmx-milter dropped into acl/ and rcpt-acl.conf added to Debian's acl_check_rcpt;

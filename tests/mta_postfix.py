@@ -17,7 +17,7 @@ from pathlib import Path
 from netns import FQDN, Namespace, NetNamespace
 
 REPO = Path(__file__).resolve().parent.parent
-# The shipped wiring (README "Use with Postfix"): the tests apply this very file, verbatim.
+# The shipped wiring (docs/postfix.md): the tests apply this very file, verbatim.
 SHIPPED_MAIN_CF = REPO / "config" / "postfix" / "main.cf"
 # The unix socket the shipped main.cf names, relative to the queue directory: Postfix daemons
 # run there, so the same path works with smtpd chrooted or not (master.cf.notes).

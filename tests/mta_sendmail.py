@@ -19,7 +19,7 @@ CACHE = REPO / ".cache" / "sendmail"
 FETCH = REPO / "scripts" / "fetch-sendmail"
 SENDMAIL = CACHE / "root" / "usr" / "libexec" / "sendmail" / "sendmail"
 CF_DIR = CACHE / "root" / "usr" / "share" / "sendmail" / "cf"
-# The shipped wiring (README "Use with Sendmail"): the tests include this very file.
+# The shipped wiring (docs/sendmail.md): the tests include this very file.
 SHIPPED_MC = REPO / "config" / "sendmail" / "nullmx-milter.mc"
 SHIPPED_SOCKET = "S=unix:/run/nullmx-milter/nullmx-milter.sock"
 

@@ -172,8 +172,8 @@ def test_daemon_answers_every_corpus_entry_and_keeps_serving(
     assert all(_SAFE_LOG.match(line) for line in decision_lines())
 
 
-def test_readme_states_the_corpus_size() -> None:
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    stated = re.search(r"adversarial\.txt\): (\d[\d,]*) hostile", readme)
+def test_reliability_guide_states_the_corpus_size() -> None:
+    guide = (Path(__file__).resolve().parent.parent / "docs" / "reliability.md").read_text()
+    stated = re.search(r"adversarial\.txt\): (\d[\d,]*) hostile", guide)
     assert stated is not None
     assert int(stated.group(1).replace(",", "")) == len(ENTRIES)

@@ -28,7 +28,7 @@ SINK_PORT = 2525
 
 
 def site_manifest(suffix: str, images: dict[str, str]) -> list[dict[str, Any]]:
-    """The shipped manifest with what a site changes (README "Run in a container"): its
+    """The shipped manifest with what a site changes (docs/containers.md): its
     images, the milter's nameservers, Postfix's next hop, and the pod's resolver, all on the
     pod's loopback, where the test runs Knot and smtp-sink. Every name gets `suffix`."""
     documents = list(yaml.safe_load_all(MANIFEST.read_text()))

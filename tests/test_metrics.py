@@ -257,9 +257,10 @@ def test_connections_and_callback_errors() -> None:
     assert rig.value("nullmx_callback_errors_total", stage="envfrom") == 0
 
 
-def test_readme_metrics_table_lists_every_metric() -> None:
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    table = readme[readme.index("### Metrics") : readme.index("### Status")]
+def test_operations_guide_metrics_table_lists_every_metric() -> None:
+    guide = (Path(__file__).resolve().parent.parent / "docs" / "operations.md").read_text()
+    start = guide.index("\n## Metrics\n")
+    table = guide[start : guide.index("\n## ", start + 1)]
     documented = set(re.findall(r"^\| `(nullmx_\w+)`", table, re.MULTILINE))
     exported = set()
     for family in make_rig().registry.collect():

@@ -72,7 +72,7 @@ class EximSetup:
 
 @pytest.fixture(scope="module")
 def exim_setup(mta_stack: MtaStack) -> Iterator[EximSetup]:
-    # As README "Use with Exim" sets it up: a folder of group Debian-exim, setgid, so the
+    # As docs/exim.md sets it up: a folder of group Debian-exim, setgid, so the
     # service's 0660 socket is Exim's to use and nobody else's.
     sockets = mta_stack.folder("exim-sockets")
     shutil.chown(sockets, "root", EXIM_USER)
@@ -119,7 +119,7 @@ def test_null_mx_recipients_get_the_milters_multiline_556(exim_setup: EximSetup)
         assert rcpt[recipient] == ["250 Accepted"], recipient
     for recipient in null_mx:
         assert_rewrapped(rcpt[recipient], exim_setup.milter_reply(SENDER, recipient))
-    # What README "Use with Exim" shows.
+    # What docs/exim.md shows.
     assert rcpt["null@null.test"] == [
         "556-5.1.10 <null@null.test>: Recipient address rejected:",
         "556-5.1.10 null.test does not accept mail",

@@ -1,4 +1,4 @@
-"""The README's MTA recipes are the shipped files the MTA tests run, not copies that drift."""
+"""The guides' MTA recipes are the shipped files the MTA tests run, not copies that drift."""
 
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ from nullmx_milter.config import config_from_dict
 from mta_postfix import SHIPPED_MAIN_CF, UNIX_SOCKET
 from mta_sendmail import SHIPPED_MC
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 
-def section(title: str) -> str:
-    text = README.read_text()
-    start = text.index(f"\n## {title}\n")
-    end = text.find("\n## ", start + 1)
-    return text[start : end if end >= 0 else None]
+def guide(name: str) -> str:
+    """A guide up to its first second-level heading: its own recipe, not the alternatives."""
+    text = (DOCS / name).read_text()
+    end = text.find("\n## ")
+    return text[: end if end >= 0 else None]
 
 
 def blocks(text: str, language: str) -> list[str]:
@@ -27,13 +27,13 @@ def blocks(text: str, language: str) -> list[str]:
 
 def test_sendmail_lines_in_readme_are_the_shipped_mc() -> None:
     shipped = SHIPPED_MC.read_text().splitlines()
-    (block,) = blocks(section("Use with Sendmail"), "m4")
+    (block,) = blocks(guide("sendmail.md"), "m4")
     for line in block.splitlines():
         assert line in shipped, line
 
 
 def test_readme_milter_configs_are_valid_and_match_the_mta_side() -> None:
-    postfix, sendmail = section("Use with Postfix"), section("Use with Sendmail")
+    postfix, sendmail = guide("postfix.md"), guide("sendmail.md")
     (postfix_toml,) = blocks(postfix, "toml")
     (sendmail_toml,) = blocks(sendmail, "toml")
     postfix_socket = config_from_dict(tomllib.loads(postfix_toml)).milter.socket
@@ -44,7 +44,15 @@ def test_readme_milter_configs_are_valid_and_match_the_mta_side() -> None:
 
 
 def test_postfix_recipe_appends_the_shipped_main_cf() -> None:
-    assert f"cat config/postfix/{SHIPPED_MAIN_CF.name} >> /etc/postfix/main.cf" in section(
-        "Use with Postfix"
+    assert f"cat config/postfix/{SHIPPED_MAIN_CF.name} >> /etc/postfix/main.cf" in guide(
+        "postfix.md"
     )
     assert f"\nsmtpd_milters = unix:{UNIX_SOCKET}\n" in SHIPPED_MAIN_CF.read_text()
+
+
+def test_readme_postfix_setup_is_the_guides() -> None:
+    readme = (DOCS.parent / "README.md").read_text()
+    start = readme.index("\n## Postfix in 30 seconds\n")
+    quick = readme[start : readme.index("\n## ", start + 1)]
+    assert f"cat config/postfix/{SHIPPED_MAIN_CF.name} >> /etc/postfix/main.cf" in quick
+    assert f"smtpd_milters = unix:{UNIX_SOCKET}" in quick

@@ -3,7 +3,8 @@
 Postfix runs the shipped main.cf (the milter on the unix socket in Postfix's spool,
 milter_default_action = tempfail). SMTP clients stream messages, each to good and null-MX
 recipients interleaved, and retry on 4xx as SMTP clients do. The printed figures are the
-ones README "Reload and restart" quotes (`pytest -s -m mta tests/test_mta_reload_restart.py`).
+ones docs/operations.md "Reload and restart" quotes
+(`pytest -s -m mta tests/test_mta_reload_restart.py`).
 """
 
 from __future__ import annotations

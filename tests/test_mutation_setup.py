@@ -1,5 +1,5 @@
 """The mutation-testing set-up (`make mutation`, scripts/mutation.py), without running mutmut:
-the equivalents file, the test selection, the scoring and the README block."""
+the equivalents file, the test selection, the scoring and the block in docs/development.md."""
 
 from __future__ import annotations
 
@@ -72,4 +72,4 @@ def test_the_readme_block_is_replaced(mutation: ModuleType, tmp_path: Path) -> N
     assert "STALE" not in text
     assert "| `mx` | 1 | 1 | 0 | 0 | 0 | 100.0% |" in text
     assert text.startswith("before\n") and text.endswith(f"{mutation.END}\nafter\n")
-    assert mutation.BEGIN in (ROOT / "README.md").read_text()
+    assert mutation.BEGIN in (ROOT / "docs" / "development.md").read_text()

@@ -103,7 +103,7 @@ def test_listeners_bind_loopback_by_default() -> None:
 @pytest.mark.parametrize("top_domains", [10, 0])
 def test_listener_exposes_counts_and_health_never_addresses(top_domains: int) -> None:
     """Never an address; domains only in the status report's top lists, which
-    status.top_domains = 0 hides (README "What the listener exposes")."""
+    status.top_domains = 0 hides (docs/security.md "What the listener exposes")."""
     config = config_from_dict({"status": {"top_domains": top_domains}})
     components = build(config, source=ZoneSource())
     assert components.engine.check_recipient("<confidential.person@null.test>").reply

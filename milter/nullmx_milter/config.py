@@ -80,7 +80,7 @@ class DnsConfig:
     timeout: float = 2.0
     fail_fast_after: int = 5
     probe_interval: float = 1.0
-    # README "DNSSEC": reject only on an authenticated null MX, from a trusted resolver.
+    # docs/security.md "DNSSEC": reject only on an authenticated null MX, from a trusted resolver.
     dnssec: DnssecMode = DnssecMode.OFF
     resolver_path_trusted: bool = False
     dnssec_probe: ProbeQuery | None = DEFAULT_PROBE_QUERY
@@ -147,7 +147,7 @@ class LogConfig:
 
 @dataclass(frozen=True)
 class SuggestionsConfig:
-    """[suggestions]: "did you mean" for rejected recipients (README "Did you mean")."""
+    """[suggestions]: "did you mean" for rejected recipients (docs/checks.md)."""
 
     enabled: bool = True
     providers: tuple[str, ...] = BUILTIN_PROVIDERS

@@ -35,7 +35,8 @@ class MxLookup:
     `exchanges` lists (preference, exchange) as DNS returned them, "." for the root.
     `canonical_name` is where a CNAME chain led, "" when the domain had no CNAME.
     `authenticated` is True when every answer on the way (each CNAME step and the MX
-    answer) came from the resolver with the AD bit set: DNSSEC-validated (README "DNSSEC").
+    answer) came from the resolver with the AD bit set: DNSSEC-validated (docs/security.md,
+    "DNSSEC").
     """
 
     mx_class: MxClass

@@ -186,7 +186,7 @@ def _lookup_settings(dns: DnsConfig) -> tuple[object, ...]:
 
 def check_dns_trust(config: Config) -> None:
     """Raise ConfigError naming dns.nameservers when the AD bit cannot be trusted from the
-    resolvers `config` uses (README "DNSSEC"); reads /etc/resolv.conf when none is set."""
+    resolvers `config` uses (docs/security.md "DNSSEC"); reads /etc/resolv.conf when none is set."""
     dns = config.dns
     configured = tuple(server.host for server in dns.nameservers)
     problem = trust_problem(dns.dnssec, configured, dns.resolver_path_trusted)

@@ -102,7 +102,7 @@ class StatusReport:
         )
 
     def json(self) -> str:
-        """The report as one JSON object (see README "Status report as JSON")."""
+        """The report as one JSON object (see docs/operations.md "Status report as JSON")."""
         return json.dumps(self.document, indent=2, sort_keys=False) + "\n"
 
 

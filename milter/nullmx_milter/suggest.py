@@ -53,7 +53,7 @@ BUILTIN_PROVIDERS = (
     "zoho.com",
     "mail.com",
 )
-# Distance allowed: 1 below this many characters, 2 from it on (see README "Did you mean").
+# Distance allowed: 1 below this many characters, 2 from it on (see docs/checks.md).
 LONG_DOMAIN_CHARS = 8
 MAX_EDITS = 2
 # Longer candidates are not indexed (their deletion variants grow with the square of
