@@ -44,6 +44,7 @@ TESTS = (
     "test_config.py", "test_config_validation.py", "test_dns_fast.py", "test_dns_fast_parse.py",
     "test_dns_health.py", "test_engine_log.py", "test_lookup_service.py", "test_metrics.py",
     "test_milter_adapter.py", "test_policy_service.py", "test_endpoints.py",
+    "test_engine_tallies.py", "test_header_check.py",
 )  # fmt: skip
 PYTEST_ARGS = ("-m", "not integration and not mta", "-p", "no:cacheprovider", "-q")
 # Files the selected tests read besides the package and tests/.
