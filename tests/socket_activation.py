@@ -44,15 +44,19 @@ def start_on_fd(
     listener: socket.socket,
     command_prefix: Sequence[str] = (),
 ) -> subprocess.Popen[bytes]:
-    """Write `config` (its milter.socket "fd:3") and start the daemon with the listener as
-    fd 3 and LISTEN_FDS=1; stderr is appended to workdir/milter.log. `command_prefix` runs
-    it inside something (`ip netns exec NS`, which keeps inherited fds)."""
+    """Write `config` (its milter.socket "fd:3") and start the daemon as systemd starts a
+    socket-activated service: the listener as fd 3, LISTEN_FDS=1, LISTEN_PID its pid.
+    stderr is appended to workdir/milter.log. `command_prefix` runs it inside something
+    (`ip netns exec NS`, which keeps inherited fds)."""
     config_path = workdir / "nullmx-milter.toml"
     config_path.write_text(config)
     listen_fd = listener.fileno()
 
-    def as_fd_three() -> None:
+    def as_systemd_would() -> None:
         os.dup2(listen_fd, LISTEN_FD)
+        # In the child only, before the exec that inherits this environment.
+        os.environ["LISTEN_FDS"] = "1"
+        os.environ["LISTEN_PID"] = str(os.getpid())
 
     with (workdir / "milter.log").open("ab") as log:
         return subprocess.Popen(
@@ -61,6 +65,5 @@ def start_on_fd(
             stderr=log,
             # Kept open through the exec: the listener, and the copy of it made as fd 3.
             pass_fds=(listen_fd, LISTEN_FD),
-            preexec_fn=as_fd_three,  # noqa: PLW1509 - a lone dup2
-            env={**os.environ, "LISTEN_FDS": "1"},
+            preexec_fn=as_systemd_would,  # noqa: PLW1509 - a dup2 and two variables
         )

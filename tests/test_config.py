@@ -74,6 +74,12 @@ def test_full_config_is_read() -> None:
             {"dns": {"nameservers": ["127.0.0.1:99999"]}}, "dns.nameservers", "port", id="port"
         ),
         pytest.param({"dns": {"nameservers": "127.0.0.1"}}, "dns.nameservers", "list", id="str"),
+        pytest.param(
+            {"dns": {"nameservers": ["127.0.0.1", "127.0.0.1:5353"]}},
+            "dns.nameservers",
+            "127.0.0.1:53 and 127.0.0.1:5353: one address cannot be asked on two ports",
+            id="one-address-two-ports",
+        ),
         pytest.param({"milter": {"socket": "tcp:25"}}, "milter.socket", "inet:", id="socket"),
         pytest.param({"milter": {"socket": "unix:rel"}}, "milter.socket", "absolute", id="rel"),
         pytest.param({"milter": {"name": " "}}, "milter.name", "empty", id="name-empty"),

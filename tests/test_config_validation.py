@@ -231,10 +231,14 @@ def test_bad_values_name_the_key_and_say_why(raw: dict[str, Any], key: str, prob
         ),
         pytest.param({"metrics": {"listen": ""}}, lambda c: c.metrics.listen == "", id="off"),
         pytest.param(
-            {"dns": {"nameservers": ["127.0.0.1:1", "[::1]:65535", "::1"]}},
+            {"dns": {"nameservers": ["127.0.0.1:1", "[::1]:65535", "127.0.0.2"]}},
             lambda c: (
                 c.dns.nameservers
-                == (Nameserver("127.0.0.1", 1), Nameserver("::1", 65535), Nameserver("::1", 53))
+                == (
+                    Nameserver("127.0.0.1", 1),
+                    Nameserver("::1", 65535),
+                    Nameserver("127.0.0.2", 53),
+                )
             ),
             id="nameservers",
         ),

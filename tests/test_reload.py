@@ -223,6 +223,29 @@ def test_socket_activation_serves_on_fd_3_and_restarts_lose_no_connection(
     assert "socket=fd:3" in log
 
 
+def test_a_passed_socket_that_the_config_does_not_use_is_named(
+    knot: KnotServer, tmp_path: Path
+) -> None:
+    listener = held_listener()
+    metrics_port = free_port(socket.SOCK_STREAM)
+    milter_port = free_port(socket.SOCK_STREAM)
+    config = toml_config([knot.nameserver], f"inet:{milter_port}@127.0.0.1", metrics_port)
+    try:
+        process = start_on_fd(tmp_path, config, listener)
+        try:
+            wait_for_port(milter_port)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(10)
+    finally:
+        listener.close()
+    log = (tmp_path / "milter.log").read_text()
+    assert (
+        "systemd passed a listening socket (nullmx-milter.socket is active) but "
+        f'milter.socket = inet:{milter_port}@127.0.0.1 does not use it; set milter.socket = "fd:3"'
+    ) in log
+
+
 def test_fd_that_is_not_a_listening_socket_is_a_clear_error(
     knot: KnotServer, tmp_path: Path
 ) -> None:

@@ -295,6 +295,18 @@ def _allowlist(table: _Table) -> frozenset[str]:
     return frozenset(domains)
 
 
+def _check_one_port_per_address(key: str, servers: tuple[Nameserver, ...]) -> None:
+    """The resolver keeps one port per address: a second port would silently replace the
+    first, so the same address may not be listed with two ports."""
+    ports: dict[str, Nameserver] = {}
+    for server in servers:
+        first = ports.setdefault(server.host, server)
+        if first.port != server.port:
+            raise ConfigError(
+                key, f"{first} and {server}: one address cannot be asked on two ports"
+            )
+
+
 def config_from_dict(raw: dict[str, Any]) -> Config:
     """Build and validate a Config; raises ConfigError naming the dotted key."""
     root = _Table(raw, "")
@@ -339,6 +351,7 @@ def config_from_dict(raw: dict[str, Any]) -> Config:
     )
     if dns_config.timeout > 30:
         raise ConfigError(dns.key("timeout"), "must be <= 30 (MTAs give a milter about 30 s)")
+    _check_one_port_per_address(dns.key("nameservers"), servers)
     if servers:
         # The system resolver's addresses are checked where the resolver is built.
         problem = trust_problem(

@@ -174,6 +174,12 @@ def exit_process(status: int) -> NoReturn:
 
 def _serve(config: Config, config_path: Path | None) -> int:
     fd = inherited_fd(config.milter.socket)
+    if fd is None and _systemd_passed_sockets():
+        log.warning(
+            "systemd passed a listening socket (nullmx-milter.socket is active) but "
+            'milter.socket = %s does not use it; set milter.socket = "fd:3"',
+            config.milter.socket,
+        )
     if fd is not None:
         try:
             check_inherited_listener(fd)
@@ -242,6 +248,13 @@ def _serve_components(
             policy_server.stop()
         if metrics_server is not None:
             metrics_server.stop()
+
+
+def _systemd_passed_sockets() -> bool:
+    """Whether systemd's socket activation handed this process listening sockets."""
+    return os.environ.get("LISTEN_PID") == str(os.getpid()) and os.environ.get(
+        "LISTEN_FDS", "0"
+    ) not in ("", "0")
 
 
 def status_source(components: Components, reloader: ConfigReloader | None = None) -> StatusSource:
