@@ -58,7 +58,8 @@ def build_output(python: str, tmp_path: Path) -> str:
     (sdist,) = (source / "dist").glob("*.tar.gz")
     with tarfile.open(sdist) as archive:
         names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
-    assert {"docs/nullmx-milter.8", "docs/nullmx-milter.toml.5"} <= names
+    guides = {f"docs/{guide.name}" for guide in (REPO / "docs").glob("*.md")}
+    assert {"docs/nullmx-milter.8", "docs/nullmx-milter.toml.5", *guides} <= names
     return output
 
 
