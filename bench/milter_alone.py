@@ -1,4 +1,4 @@
-"""The milter alone: warm/cold RCPT rate and latency, coalescing, and memory (issue 7, 2-4).
+"""The milter alone: warm/cold RCPT rate and latency, coalescing, and memory (docs/performance.md).
 
 The real daemon (installed console script) runs against a real Knot serving a generated
 zone; the load client speaks the milter protocol. Sizes come from `Sizes`, so the smoke

@@ -2,7 +2,8 @@
 
 It negotiates the same stages as nullmx-milter, so the difference between the two is the
 work nullmx-milter does, not the protocol. With --no-data it leaves DATA negotiated away,
-which over TCP makes Postfix stall ~40 ms per message (REFERENCE §3).
+which over TCP makes Postfix stall ~40 ms per message (Nagle and delayed ACK on the
+lone DATA-stage macro packet; docs/performance.md).
 Usage: null_pymilter.py [--no-data] SOCKET
 """
 

@@ -22,7 +22,7 @@ _CODE = re.compile(r"`[^`\n]*`")
 _LINK = re.compile(r"\]\(([^()\s]+)\)")
 _HEADING = re.compile(r"^#{1,6} +(.+?) *#*$", re.MULTILINE)
 # How code, configs and tests point at a section: README or docs/NAME.md, then the quoted title.
-_SECTION_REFERENCE = re.compile(r'\b(README|docs/[\w-]+\.md),? "([^"\n]+)"')
+_SECTION_MENTION = re.compile(r'\b(README|docs/[\w-]+\.md),? "([^"\n]+)"')
 
 
 def prose(path: Path) -> str:
@@ -125,7 +125,7 @@ def test_section_references_in_code_and_configs_name_real_sections() -> None:
             text = path.read_text()
         except UnicodeDecodeError:
             continue
-        for document, title in _SECTION_REFERENCE.findall(text):
+        for document, title in _SECTION_MENTION.findall(text):
             target = REPO / ("README.md" if document == "README" else document)
             if not target.is_file() or title.replace("`", "") not in headings(target):
                 broken.append(f'{name}: {document} "{title}"')

@@ -241,7 +241,7 @@ def test_non_smtpd_milters_holds_the_whole_message(
 
 
 def test_one_session_does_not_stall_40ms_per_message(setup: PostfixSetup) -> None:
-    """REFERENCE §3: a milter that negotiates DATA away costs ~40 ms per message over TCP."""
+    """A milter that negotiates DATA away costs ~40 ms per message over TCP (delayed ACK)."""
     with setup.stack.smtp(TCP_PORT) as client:
         median = median_message_seconds(client, SENDER, "latency@real.test")
     print(f"Postfix, one session, milter over TCP: median {median * 1000:.1f} ms per message")

@@ -2,7 +2,7 @@
 
 A cold lookup through dnspython's resolver costs ~0.3 ms of CPU (message objects, a socket
 and a selector per query), and libmilter's threads share one GIL: at 10 connections asking
-for new domains, RCPTs queued behind each other's lookups (bench/, issue 7). This path
+for new domains, RCPTs queued behind each other's lookups (measured in bench/). This path
 encodes the query by hand and reads only what a plain answer holds: NOERROR, no truncation,
 the question echoed, and MX records owned by the name itself (with their RRSIGs when DNSSEC
 records were asked for, whose AD bit it reports). Everything else (NXDOMAIN,
@@ -19,7 +19,7 @@ import struct
 
 _HEADER = struct.Struct(">HHHHHH")
 _RR = struct.Struct(">HHIH")
-_PREFERENCE = struct.Struct(">H")
+_MX_PREFERENCE_FIELD = struct.Struct(">H")
 _TYPE_MX = 15
 _TYPE_RRSIG = 46
 _CLASS_IN = 1
@@ -164,8 +164,8 @@ def _parse(response: bytes, query_id: int, question: bytes, domain: str) -> Fast
             continue
         if rtype != _TYPE_MX:
             return None
-        (preference,) = _PREFERENCE.unpack_from(response, offset)
-        labels, exchange_end = _read_name(response, offset + _PREFERENCE.size)
+        (preference,) = _MX_PREFERENCE_FIELD.unpack_from(response, offset)
+        labels, exchange_end = _read_name(response, offset + _MX_PREFERENCE_FIELD.size)
         if exchange_end != rdata_end:
             return None
         exchange = _presentation(labels)

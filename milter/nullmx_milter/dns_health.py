@@ -30,8 +30,9 @@ class DnsHealth:
     """Counts outcomes and, after `trip_after` timeouts in a row, fails fast.
 
     While failing fast only one trial query per `probe_interval` goes out; every other
-    lookup is answered at once as a timeout (REFERENCE §3: a blocked callback holds a
-    libmilter worker for far longer than the lookup timeout). `trip_after = 0` never trips.
+    lookup is answered at once as a timeout (a blocked callback holds one of
+    libmilter's pooled workers, and other sessions' commands wait far longer than the lookup
+    timeout). `trip_after = 0` never trips.
     """
 
     def __init__(

@@ -33,7 +33,7 @@ HashableT = TypeVar("HashableT", str, float, tuple[tuple[int, str], ...], MxLook
 
 class _Interner(Generic[HashableT]):
     """One shared object per distinct value: many domains have the same MX set (their
-    provider's), TTL and detail text, and the cache holds up to 100k lookups (issue 7)."""
+    provider's), TTL and detail text, and the cache holds up to 100k lookups."""
 
     def __init__(self) -> None:
         self._values: dict[HashableT, HashableT] = {}

@@ -25,7 +25,8 @@ class NullMxMilterBase(Milter.Base):
 
     Only envrcpt, data and close are overridden, so libmilter negotiates every other
     stage away. data() is answered on purpose: with the DATA stage negotiated away,
-    Postfix stalls ~40 ms per message over TCP (REFERENCE §3).
+    Postfix stalls ~40 ms per message over TCP (its lone DATA-stage macro packet meets
+    Nagle and a delayed ACK; docs/performance.md).
     """
 
     def __init__(self, engine: NullMxEngine, metrics: Metrics) -> None:
