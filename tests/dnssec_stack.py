@@ -27,6 +27,7 @@ import dns.rcode
 import dns.rdatatype
 
 from knot import KnotServer
+from mta_postfix import stop_process
 from netns import NetNamespace
 
 ZONES = Path(__file__).parent / "zones" / "dnssec"
@@ -141,19 +142,8 @@ class Unbound:
             _wait_for_dns("127.0.0.1", self.port, SIGNED_ZONES[0])
 
     def stop(self) -> None:
-        _stop(self.process)
+        stop_process(self.process)
         self.process = None
-
-
-def _stop(process: subprocess.Popen[bytes] | None) -> None:
-    if process is None or process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def bogus_anchor(ds_line: str) -> str:
