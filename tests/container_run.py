@@ -24,9 +24,8 @@ def podman_env() -> dict[str, str]:
     return {**os.environ, "CONTAINERS_CONF": str(CONTAINERS_CONF)}
 
 
-def podman(*args: str, timeout: float = 600.0, check: bool = True) -> str:
-    """Run `podman ARGS` and return its stdout; a failure raises with podman's stderr."""
-    result = subprocess.run(
+def _run_podman(args: tuple[str, ...], timeout: float) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         ["podman", *args],
         capture_output=True,
         text=True,
@@ -34,6 +33,11 @@ def podman(*args: str, timeout: float = 600.0, check: bool = True) -> str:
         env=podman_env(),
         check=False,
     )
+
+
+def podman(*args: str, timeout: float = 600.0, check: bool = True) -> str:
+    """Run `podman ARGS` and return its stdout; a failure raises with podman's stderr."""
+    result = _run_podman(args, timeout)
     if check and result.returncode != 0:
         raise RuntimeError(f"podman {' '.join(args)}: exit {result.returncode}: {result.stderr}")
     return result.stdout
@@ -41,14 +45,7 @@ def podman(*args: str, timeout: float = 600.0, check: bool = True) -> str:
 
 def podman_status(*args: str, timeout: float = 600.0) -> tuple[int, str]:
     """Run `podman ARGS`: its exit status and everything it printed."""
-    result = subprocess.run(
-        ["podman", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=podman_env(),
-        check=False,
-    )
+    result = _run_podman(args, timeout)
     return result.returncode, result.stdout + result.stderr
 
 
