@@ -8,13 +8,18 @@ every mutant that was not killed last time (mutmut alone would keep a survivor's
 a new test). `--fresh` drops the cache and retests everything.
 
 Every surviving mutant must be listed, with a one-line reason, in tests/mutation_equivalents.txt
-(`<mutant name>  # why no test can tell it apart`); a module passes with at least 90 % of its
-mutants killed or listed. The scores go to build/mutation/scores.txt.
+(`<mutant name> [<fingerprint>]  # why no test can tell it apart`); a module passes with at least
+90 % of its mutants killed or listed. mutmut numbers a function's mutants in order, so an edit
+to the function renumbers them: the fingerprint (a hash of the mutated lines) makes a listed
+name that now means another mutant fail the run instead of excusing it. The report prints each
+survivor with its fingerprint and mutated line. The scores go to build/mutation/scores.txt.
 """
 
 from __future__ import annotations
 
+import ast
 import datetime
+import hashlib
 import json
 import re
 import shutil
@@ -53,6 +58,27 @@ ALSO = ("README.md", "docs", "config", "bench")
 # mutant that makes the tests run out of time (-24, 24, 36, 152, 255) was detected too.
 KILLED = {1, 3, 37, -24, 24, 36, 152, 255}
 SURVIVED = 0
+
+
+MUTANT_SUFFIX = re.compile(r"__mutmut_\d+$")
+EQUIVALENT_LINE = re.compile(r"^(?P<name>\S+)\s+\[(?P<print>[0-9a-f]{8})\]\s+#\s*(?P<why>.*)$")
+
+
+@dataclass(frozen=True)
+class Equivalent:
+    """A surviving mutant listed as equivalent: its fingerprint and why."""
+
+    fingerprint: str
+    reason: str
+    line: int
+
+
+@dataclass(frozen=True)
+class Mutation:
+    """What a mutant changed: the mutated lines and their short hash."""
+
+    change: str
+    fingerprint: str
 
 
 @dataclass
@@ -137,18 +163,57 @@ def retest_survivors() -> None:
         meta.write_text(json.dumps(data, indent=4))
 
 
-def load_equivalents() -> dict[str, str]:
-    """Mutant name -> the reason no test can tell it from the original."""
-    listed: dict[str, str] = {}
+def load_equivalents() -> dict[str, Equivalent]:
+    """Mutant name -> its fingerprint and the reason no test can tell it from the original."""
+    listed: dict[str, Equivalent] = {}
     for number, line in enumerate(EQUIVALENTS.read_text().splitlines(), 1):
         text = line.strip()
         if not text or text.startswith("#"):
             continue
-        name, _hash, reason = text.partition("#")
-        if not reason.strip():
-            raise SystemExit(f"{EQUIVALENTS.name}:{number}: give a reason after '#': {line!r}")
-        listed[name.strip()] = reason.strip()
+        match = EQUIVALENT_LINE.match(text)
+        if match is None or not match["why"].strip():
+            raise SystemExit(
+                f"{EQUIVALENTS.name}:{number}: write `<name> [<fingerprint>]  # <reason>`: {line!r}"
+            )
+        listed[match["name"]] = Equivalent(match["print"], match["why"].strip(), number)
     return listed
+
+
+def mutations() -> dict[str, Mutation]:
+    """Mutant name -> what it changed, read from the mutated sources mutmut wrote: each mutant
+    is a copy of its function, diffed here against the `__mutmut_orig` copy."""
+    found: dict[str, Mutation] = {}
+    for source in sorted((STAGE / "mutants" / "src" / "nullmx_milter").glob("*.py")):
+        text = source.read_text()
+        lines = text.splitlines()
+        functions = {
+            node.name: "\n".join(lines[node.lineno - 1 : node.end_lineno])
+            for node in ast.walk(ast.parse(text))
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and "__mutmut_" in node.name
+        }
+        for name, body in functions.items():
+            original_name = MUTANT_SUFFIX.sub("__mutmut_orig", name)
+            original = functions.get(original_name)
+            if original is None or original_name == name:
+                continue
+            added = _changed_lines(original, body.replace(name, original_name, 1))
+            change = " / ".join(line.strip() for line in added) or "(lines removed only)"
+            digest = hashlib.sha256(change.encode()).hexdigest()[:8]
+            found[f"nullmx_milter.{source.stem}.{name}"] = Mutation(change, digest)
+    return found
+
+
+def _changed_lines(original: str, mutated: str) -> list[str]:
+    """The lines of `mutated` between what it shares with `original` at both ends (a mutant
+    changes one spot, so this is its whole change; a full diff is too slow for 800 mutants)."""
+    before, after = original.splitlines(), mutated.splitlines()
+    start = 0
+    while start < min(len(before), len(after)) and before[start] == after[start]:
+        start += 1
+    end = 0
+    while end < min(len(before), len(after)) - start and before[-1 - end] == after[-1 - end]:
+        end += 1
+    return after[start : len(after) - end]
 
 
 def results() -> dict[str, int | None]:
@@ -159,7 +224,9 @@ def results() -> dict[str, int | None]:
     return codes
 
 
-def score(codes: dict[str, int | None], equivalents: dict[str, str]) -> dict[str, ModuleScore]:
+def score(
+    codes: dict[str, int | None], equivalents: dict[str, Equivalent]
+) -> dict[str, ModuleScore]:
     scores = {module: ModuleScore(module) for module in MODULES}
     for name, code in codes.items():
         module = name.split(".")[1]
@@ -178,7 +245,26 @@ def score(codes: dict[str, int | None], equivalents: dict[str, str]) -> dict[str
     return scores
 
 
-def report(scores: dict[str, ModuleScore], stale: list[str], seconds: float) -> str:
+def drifted(equivalents: dict[str, Equivalent], changes: dict[str, Mutation]) -> list[str]:
+    """Listed mutants whose fingerprint no longer matches: the name now means another mutant."""
+    problems = []
+    for name, listed in equivalents.items():
+        change = changes.get(name)
+        if change is not None and change.fingerprint != listed.fingerprint:
+            problems.append(
+                f"{EQUIVALENTS.name}:{listed.line}: {name} is now [{change.fingerprint}] "
+                f"`{change.change}`, not the mutant [{listed.fingerprint}] the reason was "
+                "written for"
+            )
+    return problems
+
+
+def report(
+    scores: dict[str, ModuleScore],
+    stale: list[str],
+    changes: dict[str, Mutation],
+    seconds: float,
+) -> str:
     lines = [
         f"mutmut on {len(scores)} modules in {seconds:.0f} s; target {TARGET:.0%} killed "
         "or listed equivalent per module",
@@ -195,7 +281,9 @@ def report(scores: dict[str, ModuleScore], stale: list[str], seconds: float) -> 
     for entry in scores.values():
         for status, count in entry.other.items():
             lines.append(f"{entry.module}: {count} mutants {status}")
-        lines.extend(f"survived: {name}" for name in sorted(entry.survived))
+        for name in sorted(entry.survived):
+            change = changes.get(name, Mutation("?", "????????"))
+            lines.append(f"survived: {name} [{change.fingerprint}]  + {change.change}")
     lines.extend(f"listed as equivalent but not a surviving mutant: {name}" for name in stale)
     return "\n".join(lines) + "\n"
 
@@ -239,16 +327,18 @@ def main() -> int:
     equivalents = load_equivalents()
     codes = results()
     scores = score(codes, equivalents)
+    changes = mutations()
     surviving = {name for name, code in codes.items() if code == SURVIVED}
     stale = sorted(set(equivalents) - surviving)
-    text = report(scores, stale, seconds)
+    renumbered = drifted(equivalents, changes)
+    text = report(scores, stale, changes, seconds) + "".join(f"{line}\n" for line in renumbered)
     SCORES.write_text(text)
     print(text, end="")
     if "--readme" in sys.argv[1:]:
         readme = Path(sys.argv[sys.argv.index("--readme") + 1])
         write_readme(readme, markdown(scores, len(equivalents), seconds))
     failed = [entry.module for entry in scores.values() if entry.score < TARGET]
-    if run.returncode != 0 or failed or stale:
+    if run.returncode != 0 or failed or stale or renumbered:
         print(f"make mutation: FAILED (mutmut exit {run.returncode}; below target: {failed})")
         return 1
     return 0

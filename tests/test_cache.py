@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from nullmx_milter.cache import LookupCache
+from nullmx_milter.cache import CacheLimits, LookupCache
 from nullmx_milter.mx import MxClass, MxLookup
 
 
@@ -114,3 +114,16 @@ def test_put_again_refreshes_value_and_order() -> None:
     assert cache.get("b.test") is None
     clock.now += 100
     assert cache.get("a.test") is fresh
+
+
+def test_new_limits_apply_at_once_and_keep_what_fits() -> None:
+    cache = make_cache(FakeClock(), max_entries=3)
+    for name in ("a.test", "b.test", "c.test"):
+        cache.put(name, MxLookup(MxClass.MX, 300.0))
+    limits = CacheLimits(max_entries=2, min_ttl=50.0, max_ttl=60.0, failure_ttl=1.0)
+    cache.configure(limits)
+    assert cache.limits == limits
+    assert len(cache) == 2
+    assert cache.get("a.test") is None
+    assert cache.get("b.test") is not None and cache.get("c.test") is not None
+    assert cache.lifetime(MxLookup(MxClass.MX, 1.0)) == 50.0

@@ -7,7 +7,13 @@ from typing import Any
 
 import pytest
 
-from nullmx_milter.config import Config, config_from_dict, load_config
+from nullmx_milter.config import (
+    MAX_LEARNED_DOMAINS,
+    MAX_TOP_DOMAINS,
+    Config,
+    config_from_dict,
+    load_config,
+)
 from nullmx_milter.dnssec import DnssecMode, ProbeQuery
 from nullmx_milter.endpoints import Nameserver, parse_nameserver
 from nullmx_milter.errors import ConfigError
@@ -246,3 +252,45 @@ def test_suggestion_and_status_settings_are_read() -> None:
     assert config.suggestions.extra_providers == ("partner.example",)
     assert (config.suggestions.learned_domains, config.suggestions.learned_min_count) == (0, 3)
     assert config.status.top_domains == 0
+
+
+@pytest.mark.parametrize(
+    ("replies", "key", "problem"),
+    [
+        pytest.param(
+            {"sender": ["a", "Did you mean <{suggestion}>?"]},
+            "policy.replies.sender",
+            "only the recipient reply can use {suggestion}",
+            id="sender",
+        ),
+        pytest.param(
+            {"recipient": ["Did you mean <{suggestion}>?"]},
+            "policy.replies.recipient",
+            "every template line uses {suggestion}: one must not",
+            id="recipient-only-suggestion-lines",
+        ),
+    ],
+)
+def test_the_suggestion_rules_are_stated_whole(
+    replies: dict[str, list[str]], key: str, problem: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        config_from_dict({"policy": {"replies": replies}})
+    assert (caught.value.key, caught.value.problem) == (key, problem)
+
+
+def test_the_largest_tallies_allowed() -> None:
+    config = config_from_dict(
+        {
+            "suggestions": {"learned_domains": MAX_LEARNED_DOMAINS},
+            "status": {"top_domains": MAX_TOP_DOMAINS},
+        }
+    )
+    assert config.suggestions.learned_domains == MAX_LEARNED_DOMAINS
+    assert config.status.top_domains == MAX_TOP_DOMAINS
+
+
+def test_without_dnssec_any_resolver_may_answer() -> None:
+    # Only dns.dnssec = "require" trusts the AD bit, so only then must the resolver be local.
+    config = config_from_dict({"dns": {"nameservers": ["192.0.2.53"]}})
+    assert config.dns.nameservers == (Nameserver("192.0.2.53", 53),)

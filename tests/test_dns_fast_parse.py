@@ -114,6 +114,7 @@ def test_plain_answers(packet: bytes, expected: object) -> None:
         pytest.param(answer(record(mx(0)), flags=0x8380), id="truncated"),
         pytest.param(header(answers=1, questions=2) + QUESTION + QUESTION + record(mx(0)), id="2q"),
         pytest.param(header(answers=1, questions=0) + record(mx(0)), id="no-question"),
+        pytest.param(header(answers=1, questions=2) + QUESTION + record(mx(0)), id="2q-said"),
         pytest.param(
             answer(record(mx(0)), question=b"\x04null\x04tesu\x00" + QUESTION[-4:]),
             id="other-question",
@@ -154,6 +155,22 @@ def pointer_chain(count: int) -> bytes:
     )
     rdata = b"\x00\x00" + struct.pack(">H", 0xC000 | start)
     return answer(record(rdata)) + chain + b"\x00"
+
+
+def test_a_pointer_past_offset_255_uses_both_of_its_octets() -> None:
+    first = record(mx(10, b"a" * 63, b"b" * 63, b"c" * 63))
+    second = record(mx(20, b"e" * 60, b"f" * 10))
+    # The "f" label of the second exchange: header, question, first record, owner and RR
+    # header of the second, its preference and the "e" label.
+    label_f = len(header()) + len(QUESTION) + len(first) + len(OWNER) + 10 + 2 + 61
+    assert label_f > 0xFF
+    third = record(struct.pack(">HH", 30, 0xC000 | label_f))
+    long_name = "a" * 63 + "." + "b" * 63 + "." + "c" * 63 + "."
+    assert parse(answer(first, second, third)) == (
+        ((10, long_name), (20, "e" * 60 + "." + "f" * 10 + "."), (30, "f" * 10 + ".")),
+        60,
+        False,
+    )
 
 
 def test_up_to_32_pointers_are_followed_for_one_name() -> None:

@@ -153,3 +153,18 @@ def test_trip_after_one_trips_on_the_first_timeout() -> None:
     timeouts(health, 1)
     assert health.snapshot().failing_fast
     assert not health.allow_query()
+
+
+def test_new_settings_apply_to_the_timeouts_already_counted() -> None:
+    health, clock = make(trip_after=3, probe_interval=2.0)
+    timeouts(health, 2)
+    assert health.allow_query() and not health.snapshot().failing_fast
+    health.configure(2, 5.0)
+    assert health.snapshot().failing_fast
+    assert health.allow_query()  # the probe
+    clock.now += 4.9
+    assert not health.allow_query()
+    clock.now += 0.1
+    assert health.allow_query()
+    health.configure(0, 5.0)
+    assert not health.snapshot().failing_fast

@@ -31,6 +31,8 @@ from nullmx_milter.endpoints import (
         pytest.param("[::1]", ("::1", None), id="bracketed-v6"),
         pytest.param("[::1]:53", ("::1", 53), id="bracketed-v6-port"),
         pytest.param("[2001:db8::1]:5353", ("2001:db8::1", 5353), id="v6-port"),
+        # Only the syntax is read here; parse_nameserver checks the address.
+        pytest.param("[a]:53", ("a", 53), id="one-character-in-brackets"),
     ],
 )
 def test_split_host_port(spec: str, expected: tuple[str, int | None]) -> None:
@@ -49,6 +51,7 @@ def test_split_host_port(spec: str, expected: tuple[str, int | None]) -> None:
         pytest.param("h:65536", "port '65536' is not a number from 1 to 65535", id="port-65536"),
         pytest.param("h:x1", "port 'x1' is not a number from 1 to 65535", id="not-a-number"),
         pytest.param("[::1]:0", "port '0' is not a number from 1 to 65535", id="v6-port-0"),
+        pytest.param("[::1]]", "'[::1]]' is not [v6] or [v6]:port", id="second-bracket"),
     ],
 )
 def test_split_host_port_refuses(spec: str, message: str) -> None:
@@ -158,6 +161,8 @@ def test_an_inherited_listener_is_checked(listener: socket.socket, tmp_path: Pat
         pytest.param("inet:25@*", socket.AF_INET, ("127.0.0.1", 25), id="star"),
         pytest.param("inet6:25@[::]", socket.AF_INET6, ("::1", 25), id="v6-wildcard"),
         pytest.param("inet6:25@[2001:db8::1]", socket.AF_INET6, ("2001:db8::1", 25), id="v6"),
+        # A host name is passed on as written: only the IPv6 brackets come off.
+        pytest.param("inet:25@MAILBOX", socket.AF_INET, ("MAILBOX", 25), id="name-kept"),
     ],
 )
 def test_connect_target(

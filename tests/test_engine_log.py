@@ -7,9 +7,11 @@ import logging
 
 import pytest
 
+from nullmx_milter.address import parse_address
 from nullmx_milter.engine import NullMxEngine, log_decision, log_safe
-from nullmx_milter.mx import MxClass
-from nullmx_milter.policy import Role
+from nullmx_milter.mx import MxClass, MxLookup
+from nullmx_milter.policy import Decision, Role, Verdict
+from nullmx_milter.suggest import NO_SUGGESTION, Suggestion, SuggestionOutcome
 
 from fakes import FakeSource, fake_engine
 
@@ -133,3 +135,30 @@ def test_sender_role_is_named(engine: NullMxEngine, caplog: pytest.LogCaptureFix
 )
 def test_log_safe(text: str, logged: str) -> None:
     assert log_safe(text) == logged
+
+
+@pytest.mark.parametrize(
+    ("suggestion", "tail"),
+    [
+        pytest.param(
+            Suggestion(SuggestionOutcome.OFFERED, "gmail.com", 1),
+            " suggest=offered:gmail.com",
+            id="offered",
+        ),
+        pytest.param(Suggestion(SuggestionOutcome.TIE), " suggest=tie:-", id="tie"),
+        pytest.param(NO_SUGGESTION, " suggest=none:-", id="none"),
+        pytest.param(None, "", id="not-asked"),
+    ],
+)
+def test_the_suggestion_ends_the_line(
+    caplog: pytest.LogCaptureFixture, suggestion: Suggestion | None, tail: str
+) -> None:
+    address = parse_address("<u@gmial.com>")
+    lookup = MxLookup(MxClass.NULL_MX, 60.0, "0 .")
+    decision = Decision(Verdict.WOULD_REJECT, "null_mx", address, None, lookup, suggestion)
+    with caplog.at_level(logging.INFO, logger=LOGGER):
+        log_decision(decision, Role.RECIPIENT, "<u@gmial.com>", "ctx")
+    assert [record.getMessage() for record in caplog.records] == [
+        "ctx role=recipient verdict=would_reject reason=null_mx domain=gmial.com mx='0 .' "
+        "problem='' addr='<u@gmial.com>'" + tail
+    ]

@@ -141,3 +141,19 @@ def test_header_decision_is_not_built_below_the_log_level(
         log_header_decision(accepted, context)
     assert caplog.records == []
     assert asked == []
+
+
+def test_unauthenticated_null_mx_answers_are_counted_by_role() -> None:
+    run = runtime(
+        dns={"dnssec": "require", "nameservers": ["127.0.0.1"]},
+        policy={"sender_null_mx": "reject"},
+    )
+    name = "nullmx_null_mx_unauthenticated_total"
+    run.engine.check_recipient("<a@real.test>")
+    assert sample(run, name, role="recipient") == 0
+    decision = run.engine.check_recipient("<c@null.test>")
+    assert (decision.verdict, decision.reason) == (Verdict.ACCEPTED, "null_mx_unauthenticated")
+    run.engine.check_sender("<s@null.test>")
+    run.engine.check_sender("<t@real.test>")
+    assert sample(run, name, role="recipient") == 1
+    assert sample(run, name, role="sender") == 1

@@ -29,11 +29,64 @@ def test_every_equivalent_is_a_mutant_of_a_mutated_module_with_a_reason(
     mutation: ModuleType,
 ) -> None:
     equivalents = mutation.load_equivalents()
-    for name, reason in equivalents.items():
+    for name, listed in equivalents.items():
         match = MUTANT_NAME.match(name)
         assert match, name
         assert match.group(1) in mutation.MODULES, name
-        assert len(reason) >= 10, (name, reason)
+        assert len(listed.reason) >= 10, (name, listed.reason)
+
+
+def test_an_equivalent_without_its_fingerprint_is_refused(
+    mutation: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    listed = tmp_path / "equivalents.txt"
+    listed.write_text("# comment\nnullmx_milter.mx.x_f__mutmut_1  # a reason\n")
+    monkeypatch.setattr(mutation, "EQUIVALENTS", listed)
+    with pytest.raises(SystemExit, match=r"equivalents.txt:2: write `<name> \[<fingerprint>\]"):
+        mutation.load_equivalents()
+    listed.write_text("nullmx_milter.mx.x_f__mutmut_1 [0123abcd]  # a reason\n")
+    assert mutation.load_equivalents() == {
+        "nullmx_milter.mx.x_f__mutmut_1": mutation.Equivalent("0123abcd", "a reason", 1)
+    }
+
+
+MUTANTS = """\
+class C:
+    def xǁCǁm__mutmut_orig(self, a):
+        b = a + 1
+        return b
+
+    def xǁCǁm__mutmut_1(self, a):
+        b = a - 1
+        return b
+
+    def xǁCǁm__mutmut_2(self, a):
+        b = a + 2
+        return b
+
+    def xǁCǁm__mutmut_3(self, a):
+        return b
+"""
+
+
+def test_a_listed_name_that_now_means_another_mutant_is_caught(
+    mutation: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "mutants" / "src" / "nullmx_milter" / "mx.py"
+    source.parent.mkdir(parents=True)
+    source.write_text(MUTANTS)
+    monkeypatch.setattr(mutation, "STAGE", tmp_path)
+    changes = mutation.mutations()
+    first, second = "nullmx_milter.mx.xǁCǁm__mutmut_1", "nullmx_milter.mx.xǁCǁm__mutmut_2"
+    assert sorted(changes) == [first, second, "nullmx_milter.mx.xǁCǁm__mutmut_3"]
+    assert changes[first].change == "b = a - 1"
+    assert changes["nullmx_milter.mx.xǁCǁm__mutmut_3"].change == "(lines removed only)"
+    fingerprint = changes[first].fingerprint
+    assert fingerprint != changes[second].fingerprint
+    assert mutation.drifted({first: mutation.Equivalent(fingerprint, "why", 7)}, changes) == []
+    [problem] = mutation.drifted({second: mutation.Equivalent(fingerprint, "why", 7)}, changes)
+    assert problem.startswith(f"mutation_equivalents.txt:7: {second} is now [")
+    assert "`b = a + 2`" in problem
 
 
 def test_the_selected_tests_exist_and_are_fast_ones(mutation: ModuleType) -> None:
@@ -54,7 +107,7 @@ def test_scoring(mutation: ModuleType) -> None:
         f"{prefix}4": None,
         f"{prefix}5": 37,
     }
-    scores = mutation.score(codes, {f"{prefix}3": "why"})
+    scores = mutation.score(codes, {f"{prefix}3": mutation.Equivalent("0123abcd", "why", 1)})
     mx = scores["mx"]
     assert (mx.killed, mx.equivalent, mx.survived) == (2, [f"{prefix}3"], [f"{prefix}2"])
     assert mx.other == {"not checked": 1}

@@ -19,7 +19,9 @@ from nullmx_milter.policy import (
     SenderCheck,
     Verdict,
 )
+from nullmx_milter.reply import ReplyTemplate
 from nullmx_milter.runtime import recipient_templates
+from nullmx_milter.suggest import NO_SUGGESTION, Suggestion, SuggestionOutcome
 
 TEMPLATES = recipient_templates(RepliesConfig())
 ADDRESS = parse_address("<u@d.example>")
@@ -169,3 +171,64 @@ def test_an_unauthenticated_null_mx_under_dnssec_require_is_accepted_whole() -> 
     assert made.decide(ADDRESS, lookup, Role.RECIPIENT) == Decision(
         Verdict.ACCEPTED, NULL_MX_UNAUTHENTICATED, ADDRESS, lookup=lookup
     )
+
+
+def suggesting(mode: Mode, suggestion: Suggestion, asked: list[str]) -> NullMxPolicy:
+    def suggest(domain: str) -> Suggestion:
+        asked.append(domain)
+        return suggestion
+
+    return NullMxPolicy(
+        mode, OnDnsError.ACCEPT, SenderCheck.REJECT, frozenset(), TEMPLATES, suggest=suggest
+    )
+
+
+def test_a_rejected_recipient_carries_its_suggestion_into_the_reply() -> None:
+    offered = Suggestion(SuggestionOutcome.OFFERED, "gmail.com", 1)
+    asked: list[str] = []
+    lookup = MxLookup(MxClass.NULL_MX, 60.0, "0 .")
+    decision = suggesting(Mode.ENFORCE, offered, asked).decide(ADDRESS, lookup, Role.RECIPIENT)
+    reply = TEMPLATES.recipient.render(ADDRESS.mailbox, ADDRESS.domain, "u@gmail.com")
+    assert "u@gmail.com" in " ".join(reply.lines)
+    assert decision == Decision(
+        Verdict.REJECTED, "null_mx", ADDRESS, reply, lookup, suggestion=offered
+    )
+    assert asked == ["d.example"]
+
+
+def test_a_dry_run_keeps_the_suggestion_for_the_log_and_metrics() -> None:
+    offered = Suggestion(SuggestionOutcome.OFFERED, "gmail.com", 1)
+    lookup = MxLookup(MxClass.NULL_MX, 60.0, "0 .")
+    decision = suggesting(Mode.DRY_RUN, offered, []).decide(ADDRESS, lookup, Role.RECIPIENT)
+    assert decision == Decision(
+        Verdict.WOULD_REJECT, "null_mx", ADDRESS, lookup=lookup, suggestion=offered
+    )
+
+
+def test_no_suggestion_leaves_the_reply_plain_and_senders_are_never_suggested() -> None:
+    lookup = MxLookup(MxClass.NULL_MX, 60.0, "0 .")
+    asked: list[str] = []
+    made = suggesting(Mode.ENFORCE, NO_SUGGESTION, asked)
+    plain = TEMPLATES.recipient.render(ADDRESS.mailbox, ADDRESS.domain)
+    assert made.decide(ADDRESS, lookup, Role.RECIPIENT) == Decision(
+        Verdict.REJECTED, "null_mx", ADDRESS, plain, lookup, suggestion=NO_SUGGESTION
+    )
+    sender_reply = TEMPLATES.sender.render(ADDRESS.mailbox, ADDRESS.domain)
+    assert made.decide(ADDRESS, lookup, Role.SENDER) == Decision(
+        Verdict.REJECTED, "null_mx", ADDRESS, sender_reply, lookup
+    )
+    assert asked == ["d.example"]
+
+
+def test_the_header_from_reply_defaults_to_the_sender_reply() -> None:
+    assert policy().header_from_template is TEMPLATES.sender
+    own = ReplyTemplate("550", "5.7.27", ("From: {domain} accepts no mail",))
+    made = NullMxPolicy(
+        Mode.ENFORCE,
+        OnDnsError.ACCEPT,
+        SenderCheck.OFF,
+        frozenset(),
+        TEMPLATES,
+        header_from_template=own,
+    )
+    assert made.header_from_template is own
