@@ -79,7 +79,7 @@ $(VENV)/.mutation: $(STAMP)
 	touch $@
 
 mutation: $(VENV)/.mutation
-	$(BIN)/python scripts/mutation.py --readme docs/development.md
+	$(BIN)/python scripts/mutation.py --readme docs/development.md $(MUTATION_ARGS)
 
 .PHONY: bench bench-smoke
 ## make bench: every benchmark in bench/ (about 6 minutes); rewrites the figures in docs/performance.md

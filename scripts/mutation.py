@@ -288,12 +288,15 @@ def report(
     return "\n".join(lines) + "\n"
 
 
-def markdown(scores: dict[str, ModuleScore], equivalents: int, seconds: float) -> str:
+def markdown(
+    scores: dict[str, ModuleScore], equivalents: int, seconds: float, *, fresh: bool
+) -> str:
     """The docs/development.md block: one row per module, from this run."""
     today = datetime.datetime.now(datetime.UTC).date().isoformat()
+    tested = "every mutant tested" if fresh else "survivors and changed functions retested"
     lines = [
-        f"Last run {today}: {sum(entry.total for entry in scores.values())} mutants in "
-        f"{seconds / 60:.0f} min on this host; {equivalents} listed as equivalent.",
+        f"Last run {today} ({tested}): {sum(entry.total for entry in scores.values())} mutants,"
+        f" {seconds / 60:.1f} min on this host; {equivalents} listed as equivalent.",
         "",
         "| module | mutants | killed | equivalent | survived | other | killed or equivalent |",
         "|---|---|---|---|---|---|---|",
@@ -317,7 +320,8 @@ def write_readme(readme: Path, block: str) -> None:
 
 def main() -> int:
     started = time.monotonic()
-    if "--fresh" in sys.argv[1:]:
+    fresh = "--fresh" in sys.argv[1:]
+    if fresh:
         shutil.rmtree(STAGE / "mutants", ignore_errors=True)
     stage()
     retest_survivors()
@@ -336,7 +340,7 @@ def main() -> int:
     print(text, end="")
     if "--readme" in sys.argv[1:]:
         readme = Path(sys.argv[sys.argv.index("--readme") + 1])
-        write_readme(readme, markdown(scores, len(equivalents), seconds))
+        write_readme(readme, markdown(scores, len(equivalents), seconds, fresh=fresh))
     failed = [entry.module for entry in scores.values() if entry.score < TARGET]
     if run.returncode != 0 or failed or stale or renumbered:
         print(f"make mutation: FAILED (mutmut exit {run.returncode}; below target: {failed})")

@@ -120,9 +120,10 @@ def test_the_readme_block_is_replaced(mutation: ModuleType, tmp_path: Path) -> N
     readme = tmp_path / "README.md"
     readme.write_text(f"before\n{mutation.BEGIN}\nSTALE\n{mutation.END}\nafter\n")
     scores = mutation.score({"nullmx_milter.mx.x_f__mutmut_1": 1}, {})
-    mutation.write_readme(readme, mutation.markdown(scores, 0, 120.0))
+    mutation.write_readme(readme, mutation.markdown(scores, 0, 120.0, fresh=True))
     text = readme.read_text()
     assert "STALE" not in text
     assert "| `mx` | 1 | 1 | 0 | 0 | 0 | 100.0% |" in text
+    assert "(every mutant tested): 1 mutants, 2.0 min" in text
     assert text.startswith("before\n") and text.endswith(f"{mutation.END}\nafter\n")
     assert mutation.BEGIN in (ROOT / "docs" / "development.md").read_text()
