@@ -196,8 +196,13 @@ def mutations() -> dict[str, Mutation]:
             original = functions.get(original_name)
             if original is None or original_name == name:
                 continue
-            added = _changed_lines(original, body.replace(name, original_name, 1))
-            change = " / ".join(line.strip() for line in added) or "(lines removed only)"
+            mutated = body.replace(name, original_name, 1)
+            added = _changed_lines(original, mutated)
+            # A mutant that only deletes is named by what it deleted.
+            removed = [] if added else _changed_lines(mutated, original)
+            change = " / ".join(line.strip() for line in added) or "removed: " + " / ".join(
+                line.strip() for line in removed
+            )
             digest = hashlib.sha256(change.encode()).hexdigest()[:8]
             found[f"nullmx_milter.{source.stem}.{name}"] = Mutation(change, digest)
     return found
