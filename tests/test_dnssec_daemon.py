@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from http_page import fetch
 
 from daemon_process import CONSOLE_SCRIPT, MilterDaemon, toml_config
 from dns_stub import wait_until
@@ -73,14 +73,9 @@ def rcpt_replies(stack: DnssecStack, daemon: MilterDaemon, recipients: list[str]
 
 
 def http_get(stack: DnssecStack, daemon: MilterDaemon, path: str) -> tuple[int, str]:
-    url = f"http://127.0.0.1:{daemon.metrics_port}{path}"
     with stack.entered():
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                return response.status, response.read().decode()
-        except urllib.error.HTTPError as error:
-            with error:
-                return error.code, error.read().decode()
+        page = fetch(f"http://127.0.0.1:{daemon.metrics_port}{path}")
+    return page.status, page.body
 
 
 def metrics(stack: DnssecStack, daemon: MilterDaemon) -> str:

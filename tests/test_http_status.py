@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
 
+from http_page import fetch
 from nullmx_milter import cli
 from nullmx_milter.http_server import MetricsServer
 from nullmx_milter.metrics import Metrics, runtime_versions
@@ -61,15 +60,8 @@ def listener(listeners: tuple[Listener, Listener]) -> Listener:
 
 def get(port: int, path: str, accept: str = "") -> tuple[int, str, str]:
     """(status, content type, body), also for error statuses."""
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}{path}", headers={"Accept": accept} if accept else {}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return response.status, response.headers["Content-Type"], response.read().decode()
-    except urllib.error.HTTPError as error:
-        with error:
-            return error.code, error.headers["Content-Type"], error.read().decode()
+    page = fetch(f"http://127.0.0.1:{port}{path}", accept)
+    return page.status, page.content_type, page.body
 
 
 def test_healthy_status_and_healthz(listener: Listener) -> None:

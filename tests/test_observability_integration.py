@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -14,6 +12,8 @@ from typing import Any
 
 import pytest
 import yaml
+
+from http_page import fetch
 
 from daemon_process import CONSOLE_SCRIPT, MilterDaemon
 from exposition import metric
@@ -78,12 +78,8 @@ def daemons(knot: KnotServer, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 
 def get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        with error:
-            return error.code, error.read().decode()
+    page = fetch(url)
+    return page.status, page.body
 
 
 def test_live_metrics_pass_promtool_check_metrics(daemons: Daemons) -> None:

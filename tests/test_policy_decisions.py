@@ -3,6 +3,8 @@ log line, the metrics and the front ends)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from nullmx_milter.address import parse_address
@@ -32,8 +34,21 @@ def policy(
     on_dns_error: OnDnsError = OnDnsError.ACCEPT,
     sender: SenderCheck = SenderCheck.REJECT,
     allowlist: frozenset[str] = frozenset(),
+    *,
+    dnssec: DnssecMode = DnssecMode.OFF,
+    suggest: Callable[[str], Suggestion] | None = None,
+    header_from_template: ReplyTemplate | None = None,
 ) -> NullMxPolicy:
-    return NullMxPolicy(mode, on_dns_error, sender, allowlist, TEMPLATES)
+    return NullMxPolicy(
+        mode,
+        on_dns_error,
+        sender,
+        allowlist,
+        TEMPLATES,
+        dnssec=dnssec,
+        suggest=suggest,
+        header_from_template=header_from_template,
+    )
 
 
 @pytest.mark.parametrize("role", [Role.RECIPIENT, Role.SENDER])
@@ -159,14 +174,7 @@ def test_a_dry_run_with_on_dns_error_accept_just_accepts() -> None:
 
 
 def test_an_unauthenticated_null_mx_under_dnssec_require_is_accepted_whole() -> None:
-    made = NullMxPolicy(
-        Mode.ENFORCE,
-        OnDnsError.ACCEPT,
-        SenderCheck.OFF,
-        frozenset(),
-        TEMPLATES,
-        dnssec=DnssecMode.REQUIRE,
-    )
+    made = policy(sender=SenderCheck.OFF, dnssec=DnssecMode.REQUIRE)
     lookup = MxLookup(MxClass.NULL_MX, 60.0, "0 .", authenticated=False)
     assert made.decide(ADDRESS, lookup, Role.RECIPIENT) == Decision(
         Verdict.ACCEPTED, NULL_MX_UNAUTHENTICATED, ADDRESS, lookup=lookup
@@ -178,9 +186,7 @@ def suggesting(mode: Mode, suggestion: Suggestion, asked: list[str]) -> NullMxPo
         asked.append(domain)
         return suggestion
 
-    return NullMxPolicy(
-        mode, OnDnsError.ACCEPT, SenderCheck.REJECT, frozenset(), TEMPLATES, suggest=suggest
-    )
+    return policy(mode, suggest=suggest)
 
 
 def test_a_rejected_recipient_carries_its_suggestion_into_the_reply() -> None:
@@ -223,12 +229,5 @@ def test_no_suggestion_leaves_the_reply_plain_and_senders_are_never_suggested() 
 def test_the_header_from_reply_defaults_to_the_sender_reply() -> None:
     assert policy().header_from_template is TEMPLATES.sender
     own = ReplyTemplate("550", "5.7.27", ("From: {domain} accepts no mail",))
-    made = NullMxPolicy(
-        Mode.ENFORCE,
-        OnDnsError.ACCEPT,
-        SenderCheck.OFF,
-        frozenset(),
-        TEMPLATES,
-        header_from_template=own,
-    )
+    made = policy(sender=SenderCheck.OFF, header_from_template=own)
     assert made.header_from_template is own

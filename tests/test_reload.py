@@ -6,13 +6,13 @@ import signal
 import socket
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from miltertest import constants
+
+from http_page import fetch
 
 from conftest import StartDaemon
 from daemon_process import CONSOLE_SCRIPT, MilterDaemon, toml_config, wait_for_port
@@ -46,12 +46,7 @@ def reload(daemon: MilterDaemon, config_text: str, result: str = "success") -> N
 
 
 def status_text(daemon: MilterDaemon) -> str:
-    url = f"http://127.0.0.1:{daemon.metrics_port}/status"
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return str(response.read().decode())
-    except urllib.error.HTTPError as error:
-        return str(error.read().decode())
+    return fetch(f"http://127.0.0.1:{daemon.metrics_port}/status").body
 
 
 def config_text(daemon: MilterDaemon, knot: KnotServer, extra: str = "") -> str:

@@ -7,14 +7,13 @@ import ipaddress
 import logging
 import socket
 import tomllib
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import Milter
 import pytest
 from Milter import testctx
 
+from http_page import fetch
 from nullmx_milter.config import Config, config_from_dict
 from nullmx_milter.daemon import build, status_source
 from nullmx_milter.endpoints import split_host_port
@@ -121,14 +120,7 @@ def test_listener_exposes_counts_and_health_never_addresses(top_domains: int) ->
             ("status-json", "/status", "application/json"),
             ("healthz", "/healthz", ""),
         ):
-            request = urllib.request.Request(
-                f"http://{listen}{path}", headers={"Accept": accept} if accept else {}
-            )
-            try:
-                with urllib.request.urlopen(request, timeout=5) as response:
-                    pages[name] = response.read().decode()
-            except urllib.error.HTTPError as error:  # 503 when unhealthy: still a page
-                pages[name] = error.read().decode()
+            pages[name] = fetch(f"http://{listen}{path}", accept).body  # a 503 is a page too
     finally:
         server.stop()
     for page, text in pages.items():
